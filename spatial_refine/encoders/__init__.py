@@ -1,0 +1,8 @@
+"""Residual encoders ``h(x)``: trainable networks on the raw target input.
+
+Each encoder exposes ``out_dim`` (the width of ``h(x)``). Graph encoders take ``(x, edge_index)``.
+"""
+
+from .mlp import MLPEncoder
+
+__all__ = ["MLPEncoder"]

@@ -1,0 +1,412 @@
+"""scikit-learn estimators for REFINE and its baselines on arrays.
+
+The frozen representation comes either from ``source`` (a torch module or a callable mapping the
+raw input ``X`` to ``f_rep(X)``; computed once per call and cached for training) or from the
+``source_features=`` argument of ``fit`` / ``predict`` (precomputed, e.g. an ``obsm`` embedding).
+With ``source`` set, the estimators work inside sklearn pipelines and grid searches unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from ..encoders import MLPEncoder
+from ._validation import as_float_array, as_regression_targets, check_same_length, encode_class_labels
+from .source import FrozenSource, fingerprint
+from .strategies import STRATEGIES, build_strategy
+from .training import History, TensorBatches, TrainConfig, class_weights, fit, predict_outputs, seeded
+
+__all__ = ["RefineClassifier", "RefineRegressor"]
+
+_FORMAT_VERSION = 1
+_LIVE_SOURCE = ("finetune", "lora", "dann_gate")
+
+
+class _RefineEstimator(BaseEstimator):
+    """Shared machinery; use :class:`RefineClassifier` or :class:`RefineRegressor`."""
+
+    _task: str
+
+    def __init__(
+        self,
+        strategy: str = "refine",
+        *,
+        source: nn.Module | Callable[[np.ndarray], np.ndarray] | None = None,
+        source_head: nn.Module | None = None,
+        hidden_sizes: Sequence[int] = (128,),
+        dropout: float = 0.1,
+        head_hidden: int | None = None,
+        standardize_features: bool = True,
+        adapter_bottleneck: int = 128,
+        lora_rank: int = 8,
+        lora_alpha: float = 16.0,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-3,
+        batch_size: int = 64,
+        max_epochs: int = 200,
+        patience: int | None = 20,
+        validation_fraction: float = 0.1,
+        class_weight: str | None = None,
+        device: str = "auto",
+        random_state: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.strategy = strategy
+        self.source = source
+        self.source_head = source_head
+        self.hidden_sizes = hidden_sizes
+        self.dropout = dropout
+        self.head_hidden = head_hidden
+        self.standardize_features = standardize_features
+        self.adapter_bottleneck = adapter_bottleneck
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.class_weight = class_weight
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ----------------------------------------------------------------------------------------------
+    # inputs
+    def _needs_features(self) -> bool:
+        return self.strategy in ("linear_probe", "adapter", "refine", "distill")
+
+    def _frozen_features(self, X: np.ndarray, source_features: Any) -> np.ndarray | None:
+        if source_features is not None:
+            return as_float_array(source_features, "source_features")
+        if not self._needs_features():
+            return None
+        if self.source is None:
+            raise ValueError(
+                f"strategy={self.strategy!r} needs the frozen representation: pass source_features=... to "
+                "fit/predict, or set source= to a torch module or a callable X -> features."
+            )
+        if isinstance(self.source, nn.Module):
+            from .source import extract_features
+
+            return extract_features(self.source, torch.from_numpy(X), device="cpu").numpy()
+        if callable(self.source):
+            return as_float_array(self.source(X), "source(X)")
+        raise TypeError(f"source must be a torch module or a callable, got {type(self.source).__name__}.")
+
+    def _live_feature_dim(self, X: np.ndarray) -> int | None:
+        """Width of the source's features, for strategies that run a copy of the source live."""
+        if self.strategy not in _LIVE_SOURCE:
+            return None
+        from .source import extract_features
+
+        return extract_features(self.source, torch.from_numpy(X[:2]), device="cpu").shape[1]
+
+    def _check_params(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}.")
+        if self.strategy in _LIVE_SOURCE and not isinstance(self.source, nn.Module):
+            raise ValueError(f"strategy={self.strategy!r} adapts the source's weights: source must be a torch module.")
+        if self.strategy == "dann_gate" and self._task != "classification":
+            raise ValueError("dann_gate is a classification strategy.")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}.")
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight must be None or 'balanced', got {self.class_weight!r}.")
+
+    def _build(self, n_inputs: int, feature_dim: int | None, n_outputs: int) -> nn.Module:
+        source = None
+        if isinstance(self.source, nn.Module):
+            source = FrozenSource(self.source, self.source_head)
+        elif self.strategy == "distill":
+            raise ValueError("strategy='distill' needs source= a torch module and source_head= its head.")
+        encoder = MLPEncoder(n_inputs, tuple(self.hidden_sizes), self.dropout)
+        return build_strategy(
+            self.strategy,
+            n_outputs=n_outputs,
+            encoder=encoder,
+            source=source,
+            feature_dim=feature_dim,
+            standardize_features=self.standardize_features,
+            head_hidden=self.head_hidden,
+            adapter_bottleneck=self.adapter_bottleneck,
+            lora_rank=self.lora_rank,
+            lora_alpha=self.lora_alpha,
+        )
+
+    def _batches(self, X, F, y, *, shuffle: bool) -> TensorBatches:
+        tensors = {
+            "x": torch.from_numpy(X),
+            "features": None if F is None else torch.from_numpy(F),
+            "y": None if y is None else torch.from_numpy(y),
+        }
+        return TensorBatches(tensors, batch_size=self.batch_size, shuffle=shuffle)
+
+    # ----------------------------------------------------------------------------------------------
+    # training
+    def _fit(self, X: Any, targets: np.ndarray, n_outputs: int, source_features: Any, codes_for_split) -> None:
+        self._check_params()
+        X = as_float_array(X, "X")
+        F = self._frozen_features(X, source_features)
+        check_same_length(X=X, y=targets, source_features=F)
+        index = np.arange(len(X))
+        train_idx, val_idx = index, None
+        if self.validation_fraction > 0:
+            stratify = codes_for_split if codes_for_split is not None and _can_stratify(codes_for_split) else None
+            train_idx, val_idx = train_test_split(
+                index, test_size=self.validation_fraction, random_state=self.random_state, stratify=stratify
+            )
+        config = TrainConfig(
+            optimizer=self.optimizer,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            patience=self.patience if val_idx is not None else None,
+            device=self.device,
+            random_state=self.random_state,
+            progress=self.verbose,
+        )
+        feature_dim = F.shape[1] if F is not None else self._live_feature_dim(X)
+        with seeded(self.random_state):
+            model = self._build(X.shape[1], feature_dim, n_outputs)
+        if F is not None:
+            model.fit_feature_statistics(torch.from_numpy(F[train_idx]))
+
+        def subset(rows):
+            return self._batches(X[rows], None if F is None else F[rows], targets[rows], shuffle=True)
+
+        weights = None
+        if self.class_weight == "balanced":
+            weights = class_weights(targets[train_idx], n_outputs)
+        self.history_: History = fit(
+            model,
+            subset(train_idx),
+            None if val_idx is None else subset(val_idx),
+            task=self._task,
+            config=config,
+            weights=weights,
+        )
+        self.model_ = model.cpu()
+        self.n_features_in_ = X.shape[1]
+        self.feature_dim_ = feature_dim
+        self.n_outputs_ = n_outputs
+        self.source_fingerprint_ = fingerprint(self.source) if isinstance(self.source, nn.Module) else None
+
+    def _outputs(self, X: Any, source_features: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = as_float_array(X, "X")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but the model was fitted on {self.n_features_in_}.")
+        F = self._frozen_features(X, source_features)
+        check_same_length(X=X, source_features=F)
+        if F is not None and F.shape[1] != self.feature_dim_:
+            raise ValueError(f"source_features has {F.shape[1]} columns, but the model was fitted on {self.feature_dim_}.")
+        data = self._batches(X, F, None, shuffle=False)
+        return predict_outputs(self.model_, data, device=self.device).numpy()
+
+    # ----------------------------------------------------------------------------------------------
+    # persistence: safetensors + JSON, never pickle
+    def save(self, path: str | Path) -> Path:
+        """Save the fitted model to the folder ``path`` (``model.safetensors`` + ``config.json``).
+
+        The frozen source is not saved (it is the user's model): pass it again to :meth:`load`; its
+        fingerprint is stored and checked there.
+        """
+        check_is_fitted(self, "model_")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        params = {k: v for k, v in self.get_params().items() if k not in ("source", "source_head")}
+        params["hidden_sizes"] = list(params["hidden_sizes"])
+        config = {
+            "format_version": _FORMAT_VERSION,
+            "estimator": type(self).__name__,
+            "params": params,
+            "n_features_in": self.n_features_in_,
+            "feature_dim": self.feature_dim_,
+            "n_outputs": self.n_outputs_,
+            "source_fingerprint": self.source_fingerprint_,
+            "history": self.history_.to_dict(),
+            **self._extra_state(),
+        }
+        state = {k: v.contiguous() for k, v in self.model_.state_dict().items() if not k.startswith("source.")}
+        save_file(state, path / "model.safetensors")
+        (path / "config.json").write_text(json.dumps(config, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, *, source: Any = None, source_head: nn.Module | None = None):
+        """Load a model saved with :meth:`save`; pass the same ``source`` if it was fitted with one."""
+        path = Path(path)
+        if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{path} is not a saved model folder (needs config.json and model.safetensors).")
+        config = json.loads((path / "config.json").read_text())
+        if config.get("estimator") != cls.__name__:
+            raise ValueError(f"{path} holds a {config.get('estimator')}, not a {cls.__name__}.")
+        if config.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"Unsupported format version {config.get('format_version')} in {path}.")
+        estimator = cls(**config["params"], source=source, source_head=source_head)
+        expected = config["source_fingerprint"]
+        if expected is not None:
+            if not isinstance(source, nn.Module):
+                raise ValueError("This model was fitted with a torch source module: pass the same one as source=.")
+            if fingerprint(source) != expected:
+                raise ValueError("The source passed to load() differs from the one the model was fitted with.")
+        estimator._check_params()
+        model = estimator._build(config["n_features_in"], config["feature_dim"], config["n_outputs"])
+        missing, unexpected = model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
+        missing = [k for k in missing if not k.startswith("source.")]
+        if missing or unexpected:
+            raise ValueError(f"Saved weights do not match the model: missing {missing}, unexpected {unexpected}.")
+        estimator.model_ = model.eval()
+        estimator.n_features_in_ = config["n_features_in"]
+        estimator.feature_dim_ = config["feature_dim"]
+        estimator.n_outputs_ = config["n_outputs"]
+        estimator.source_fingerprint_ = expected
+        estimator.history_ = History.from_dict(config["history"])
+        estimator._restore_extra_state(config)
+        return estimator
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _restore_extra_state(self, config: dict) -> None:
+        pass
+
+    def trainable_parameter_count(self) -> int:
+        """Number of parameters the optimiser updated."""
+        check_is_fitted(self, "model_")
+        return sum(p.numel() for _, p in self.model_.trainable_named_parameters())
+
+
+def _can_stratify(codes: np.ndarray) -> bool:
+    return np.bincount(codes).min() >= 2
+
+
+class RefineClassifier(ClassifierMixin, _RefineEstimator):
+    """REFINE (or any baseline strategy) as a scikit-learn classifier.
+
+    Parameters
+    ----------
+    strategy
+        ``"refine"`` (default), ``"notrans"``, ``"linear_probe"``, ``"adapter"``, ``"finetune"``,
+        ``"lora"``, ``"dann_gate"`` or ``"distill"`` (see :mod:`spatial_refine.refine.strategies`).
+    source
+        Frozen source: a torch module mapping ``X`` to ``f_rep(X)``, or a callable on arrays. Optional
+        when ``source_features`` is passed to ``fit``/``predict``.
+    source_head
+        The source's own head (features -> source logits); only for ``"distill"``.
+    hidden_sizes, dropout
+        The residual encoder ``h``: an MLP on ``X`` with these hidden widths.
+    head_hidden
+        ``None`` keeps the single linear head of the method. An integer adds a hidden layer after the
+        fusion, which the paper's ablation shows loses the protection against negative transfer.
+    standardize_features
+        Standardise ``f_rep`` with fixed training-set statistics (puts it on the scale of ``h``).
+    adapter_bottleneck, lora_rank, lora_alpha
+        Baseline settings (paper: 128, 8, 16).
+    optimizer, lr, weight_decay, batch_size, max_epochs, patience
+        Training (see :class:`~spatial_refine.refine.TrainConfig`).
+    validation_fraction
+        Held-out fraction (stratified) for early stopping and best-epoch restore; 0 trains all epochs.
+    class_weight
+        ``None`` or ``"balanced"``.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
+    random_state
+        Seeds the split, the initialisation, shuffling and dropout: same seed, same model.
+    verbose
+        Progress bar.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spatial_refine import RefineClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X, F = rng.normal(size=(200, 10)), rng.normal(size=(200, 4))
+    >>> y = (F[:, 0] + X[:, 0] > 0).astype(int)
+    >>> clf = RefineClassifier(max_epochs=20).fit(X, y, source_features=F)
+    >>> clf.predict(X, source_features=F).shape
+    (200,)
+    """
+
+    _task = "classification"
+
+    def fit(self, X: Any, y: Any, *, source_features: Any = None) -> RefineClassifier:
+        """Fit on raw inputs ``X`` (n, p), labels ``y`` (n,) and optional frozen features (n, q)."""
+        classes, codes = encode_class_labels(y)
+        self.classes_ = classes
+        self._fit(X, codes, len(classes), source_features, codes)
+        return self
+
+    def predict_proba(self, X: Any, *, source_features: Any = None) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``."""
+        logits = torch.from_numpy(self._outputs(X, source_features))
+        return logits.softmax(1).numpy()
+
+    def predict(self, X: Any, *, source_features: Any = None) -> np.ndarray:
+        """Predicted labels."""
+        return self.classes_[self._outputs(X, source_features).argmax(1)]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None, *, source_features: Any = None) -> float:
+        """Mean accuracy."""
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(y, self.predict(X, source_features=source_features), sample_weight=sample_weight))
+
+    def _extra_state(self) -> dict:
+        return {"classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str}
+
+    def _restore_extra_state(self, config: dict) -> None:
+        dtype = np.dtype(config["classes_dtype"])
+        self.classes_ = np.asarray(config["classes"], dtype=object if dtype.kind == "O" else dtype)
+
+
+class RefineRegressor(RegressorMixin, _RefineEstimator):
+    """REFINE (or a baseline strategy) as a scikit-learn regressor with the square loss.
+
+    Same parameters as :class:`RefineClassifier` (``class_weight`` and ``dann_gate`` do not apply).
+    ``y`` may be (n,) or (n, k); ``predict`` returns the same shape.
+    """
+
+    _task = "regression"
+
+    def fit(self, X: Any, y: Any, *, source_features: Any = None) -> RefineRegressor:
+        """Fit on raw inputs ``X`` (n, p), targets ``y`` (n,) or (n, k) and optional frozen features."""
+        if self.class_weight is not None:
+            raise ValueError("class_weight applies to classification only.")
+        targets = as_regression_targets(y)
+        self._y_ndim = np.ndim(y)
+        self._fit(X, targets, targets.shape[1], source_features, None)
+        return self
+
+    def predict(self, X: Any, *, source_features: Any = None) -> np.ndarray:
+        """Predicted values."""
+        outputs = self._outputs(X, source_features)
+        return outputs[:, 0] if self._y_ndim == 1 else outputs
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None, *, source_features: Any = None) -> float:
+        """Coefficient of determination R^2."""
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(y, self.predict(X, source_features=source_features), sample_weight=sample_weight))
+
+    def _extra_state(self) -> dict:
+        return {"y_ndim": self._y_ndim}
+
+    def _restore_extra_state(self, config: dict) -> None:
+        self._y_ndim = config["y_ndim"]

@@ -1,0 +1,353 @@
+"""One training loop for every strategy: optimiser, early stopping with best-epoch restore, device and
+mixed precision, seeds, progress bar, history."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .._device import resolve_device
+from .strategies import TransferModel
+
+__all__ = ["Batches", "History", "TensorBatches", "TrainConfig", "class_weights", "fit", "predict_outputs", "seeded"]
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`fit`.
+
+    Attributes
+    ----------
+    optimizer
+        ``"adam"`` (AdamW-style decoupled weight decay off: plain Adam) or ``"sgd"`` (with ``momentum``).
+    lr, weight_decay, momentum
+        Optimiser settings (strategies with several parameter groups may set their own rates).
+    batch_size
+        Minibatch size for array data (graph sources define their own batches).
+    max_epochs, patience, min_delta
+        Training stops after ``patience`` epochs without a validation-loss improvement larger than
+        ``min_delta``; the best epoch's weights are restored. ``patience=None`` trains all epochs (and
+        still restores the best epoch when there is a validation set).
+    mixed_precision
+        Autocast on CUDA (bf16 where supported, else fp16 with loss scaling). Ignored on CPU and MPS.
+    device
+        ``"auto"`` (CUDA, then MPS, then CPU) or an explicit device.
+    random_state
+        Seeds shuffling, dropout and every other random draw of training.
+    progress
+        Show a progress bar over epochs.
+    grad_clip
+        Clip the gradient norm to this value (``None``: no clipping).
+    """
+
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    batch_size: int = 64
+    max_epochs: int = 100
+    patience: int | None = 10
+    min_delta: float = 0.0
+    mixed_precision: bool = True
+    device: str = "auto"
+    random_state: int = 0
+    progress: bool = False
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}.")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}.")
+        if self.batch_size < 1 or self.max_epochs < 1:
+            raise ValueError("batch_size and max_epochs must be positive.")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError("patience must be a positive integer or None.")
+
+
+@dataclass
+class History:
+    """What happened during :func:`fit` (per-epoch lists and the epoch whose weights were kept)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_score: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+    seconds: float = 0.0
+    warm_start: History | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> History:
+        values = dict(values)
+        if values.get("warm_start") is not None:
+            values["warm_start"] = cls.from_dict(values["warm_start"])
+        return cls(**values)
+
+
+class Batches(Protocol):
+    """A source of training batches: dicts with ``y`` and any of ``x``, ``features``, ``edge_index``,
+    ``mask`` (rows that count in the loss)."""
+
+    def batches(self, generator: torch.Generator | None) -> Iterator[dict]: ...
+
+    def to(self, device: torch.device) -> Batches: ...
+
+
+class TensorBatches:
+    """In-memory tensors split into minibatches along the first dimension.
+
+    Parameters
+    ----------
+    tensors
+        Row-aligned tensors (``x``, ``features``, ``y``, ``mask``...), ``None`` values dropped.
+    batch_size
+        Rows per batch; ``None`` means one batch of every row (full-batch, e.g. a whole graph).
+    shuffle
+        Shuffle rows each epoch with the generator passed to :meth:`batches`.
+    static
+        Tensors passed whole with every batch (e.g. ``edge_index`` for full-batch graph training).
+    """
+
+    def __init__(
+        self,
+        tensors: Mapping[str, torch.Tensor | None],
+        *,
+        batch_size: int | None = 64,
+        shuffle: bool = False,
+        static: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        self.tensors = {k: v for k, v in tensors.items() if v is not None}
+        if not self.tensors:
+            raise ValueError("TensorBatches needs at least one tensor.")
+        lengths = {len(v) for v in self.tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"Row-aligned tensors have different lengths: { {k: len(v) for k, v in self.tensors.items()} }.")
+        self.n = lengths.pop()
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.static = dict(static or {})
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def n_batches(self) -> int:
+        return 1 if self.batch_size is None else -(-self.n // self.batch_size)
+
+    def to(self, device: torch.device) -> TensorBatches:
+        moved = TensorBatches(
+            {k: v.to(device) for k, v in self.tensors.items()},
+            batch_size=self.batch_size,
+            shuffle=self.shuffle,
+            static={k: v.to(device) for k, v in self.static.items()},
+        )
+        return moved
+
+    def batches(self, generator: torch.Generator | None = None) -> Iterator[dict]:
+        if self.batch_size is None or (self.batch_size >= self.n and not self.shuffle):
+            yield {**self.tensors, **self.static}
+            return
+        order = (
+            torch.randperm(self.n, generator=generator).to(next(iter(self.tensors.values())).device)
+            if self.shuffle
+            else None
+        )
+        for start in range(0, self.n, self.batch_size):
+            if order is None:
+                rows = slice(start, start + self.batch_size)
+                yield {**{k: v[rows] for k, v in self.tensors.items()}, **self.static}
+            else:
+                index = order[start : start + self.batch_size]
+                yield {**{k: v[index] for k, v in self.tensors.items()}, **self.static}
+
+
+@contextlib.contextmanager
+def seeded(random_state: int, device: torch.device | None = None) -> Iterator[None]:
+    """Seed torch for a block and restore the caller's global RNG state afterwards."""
+    devices = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(random_state)
+        yield
+
+
+def class_weights(codes: np.ndarray, n_classes: int) -> torch.Tensor:
+    """``n / (k * count_c)`` per class (sklearn's "balanced"); classes absent from ``codes`` get weight 0."""
+    counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
+    weights = np.divide(len(codes), n_classes * counts, out=np.zeros_like(counts), where=counts > 0)
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def _loss_function(task: Task, weights: torch.Tensor | None):
+    if task == "classification":
+        return lambda outputs, y: F.cross_entropy(outputs.float(), y, weight=weights)
+    if task == "regression":
+        return lambda outputs, y: F.mse_loss(outputs.float(), y.float())
+    raise ValueError(f"task must be 'classification' or 'regression', got {task!r}.")
+
+
+def _model_inputs(batch: dict) -> dict:
+    return {k: batch.get(k) for k in ("x", "features", "edge_index")}
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def _trainable_state(model: TransferModel) -> dict[str, torch.Tensor]:
+    """Everything but the frozen source (which never changes): what best-epoch restore must keep."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("source.")}
+
+
+@torch.no_grad()
+def _evaluate(model: TransferModel, data: Batches, loss_fn, task: Task, device: torch.device, amp: bool):
+    model.eval()
+    total_loss, total_n, correct = 0.0, 0, 0.0
+    for batch in data.batches(None):
+        with _autocast(device, amp):
+            outputs = model(**_model_inputs(batch))
+        mask = batch.get("mask")
+        outputs, y = (outputs, batch["y"]) if mask is None else (outputs[mask], batch["y"][mask])
+        if len(y) == 0:
+            continue
+        total_loss += float(loss_fn(outputs, y)) * len(y)
+        total_n += len(y)
+        if task == "classification":
+            correct += float((outputs.argmax(1) == y).sum())
+    if total_n == 0:
+        raise ValueError("The validation set has no labelled rows.")
+    loss = total_loss / total_n
+    score = correct / total_n if task == "classification" else -loss
+    return loss, score
+
+
+def fit(
+    model: TransferModel,
+    train: Batches,
+    val: Batches | None = None,
+    *,
+    task: Task = "classification",
+    config: TrainConfig | None = None,
+    weights: torch.Tensor | None = None,
+) -> History:
+    """Train ``model`` in place and return its :class:`History`.
+
+    Parameters
+    ----------
+    model
+        A strategy from :func:`~spatial_refine.refine.build_strategy`. Only its
+        ``trainable_named_parameters()`` are optimised; the frozen source is never touched.
+    train, val
+        Batch sources (see :class:`TensorBatches`). With ``val``, training stops early on the validation
+        loss and the best epoch's weights are restored.
+    task
+        ``"classification"`` (cross-entropy; ``y`` integer codes) or ``"regression"`` (square loss).
+    config
+        :class:`TrainConfig`.
+    weights
+        Optional per-class loss weights (see :func:`class_weights`).
+    """
+    config = config or TrainConfig()
+    device = resolve_device(config.device)
+    amp = config.mixed_precision and device.type == "cuda"
+    loss_fn = _loss_function(task, None if weights is None else weights.to(device))
+    model.to(device)
+    train = train.to(device)
+    val = val.to(device) if val is not None else None
+    history = History()
+    start = time.perf_counter()
+    groups = model.param_groups(config.lr, config.weight_decay)
+    if not any(len(g["params"]) for g in groups):
+        raise ValueError(f"{type(model).__name__} has no trainable parameters.")
+    with seeded(config.random_state, device):
+        if getattr(model, "probe_warm_start", False):
+            probe = model.probe()  # initialised inside the seeded block: reproducible
+            history.warm_start = fit(probe, train, val, task=task, config=config, weights=weights)
+            model.start_from_probe(probe)
+        generator = torch.Generator().manual_seed(config.random_state)
+        if config.optimizer == "adam":
+            optimizer = torch.optim.Adam(groups)
+        else:
+            optimizer = torch.optim.SGD(groups, momentum=config.momentum)
+        use_scaler = amp and not torch.cuda.is_bf16_supported()
+        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        best_loss, best_state, waited = float("inf"), None, 0
+        epochs = tqdm(range(config.max_epochs), disable=not config.progress, desc=type(model).__name__, leave=False)
+        for epoch in epochs:
+            model.train()
+            running, seen = 0.0, 0
+            n_batches = max(getattr(train, "n_batches", 1), 1)
+            for step, batch in enumerate(train.batches(generator)):
+                progress = (epoch + min(step / n_batches, 1.0)) / config.max_epochs
+                optimizer.zero_grad(set_to_none=True)
+                with _autocast(device, amp):
+                    outputs = model(**_model_inputs(batch))
+                    loss = model.training_loss(batch, outputs, loss_fn, progress)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"The training loss became {float(loss)} at epoch {epoch}: lower the learning rate."
+                    )
+                scaler.scale(loss).backward()
+                if config.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                n_rows = int(batch["mask"].sum()) if batch.get("mask") is not None else len(batch["y"])
+                running += float(loss.detach()) * n_rows
+                seen += n_rows
+            history.train_loss.append(running / max(seen, 1))
+            if val is None:
+                continue
+            val_loss, val_score = _evaluate(model, val, loss_fn, task, device, amp)
+            history.val_loss.append(val_loss)
+            history.val_score.append(val_score)
+            epochs.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val_loss:.3f}")
+            if val_loss < best_loss - config.min_delta:
+                best_loss, best_state, waited = val_loss, _trainable_state(model), 0
+                history.best_epoch = epoch
+            else:
+                waited += 1
+                if config.patience is not None and waited >= config.patience:
+                    history.stopped_early = True
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    else:
+        history.best_epoch = len(history.train_loss) - 1
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+@torch.no_grad()
+def predict_outputs(
+    model: TransferModel, data: Batches, *, device: str | torch.device = "auto", mixed_precision: bool = True
+) -> torch.Tensor:
+    """Raw outputs (logits or values) for every row that counts (``mask``), concatenated, float32 on CPU."""
+    device = resolve_device(device)
+    model.to(device).eval()
+    outputs = []
+    for batch in data.to(device).batches(None):
+        with _autocast(device, mixed_precision):
+            out = model(**_model_inputs(batch))
+        mask = batch.get("mask")
+        outputs.append((out if mask is None else out[mask]).float().cpu())
+    return torch.cat(outputs)
+

@@ -1,0 +1,311 @@
+"""The generic REFINE core: strategies, training loop, estimators, persistence, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from torch import nn
+
+from spatial_refine.encoders import MLPEncoder
+from spatial_refine.refine import (
+    FrozenSource,
+    RefineClassifier,
+    RefineRegressor,
+    TensorBatches,
+    TrainConfig,
+    build_strategy,
+    class_weights,
+    fit,
+    seeded,
+)
+from spatial_refine.refine.strategies import LoRALinear, _GradientReversal
+from spatial_refine.refine.synthetic import make_transfer_task
+
+N_IN, N_FEAT, N_CLASSES = 12, 8, 3
+
+
+def small_source() -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(123)
+    features = nn.Sequential(
+        nn.Linear(N_IN, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, N_FEAT), nn.ReLU()
+    )
+    head = nn.Linear(N_FEAT, N_CLASSES)
+    return features, head
+
+
+def toy_data(n: int = 120, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N_IN)).astype(np.float32)
+    y = rng.integers(0, N_CLASSES, size=n)
+    X[np.arange(n), y] += 2.0  # learnable signal
+    return X, y
+
+
+# ------------------------------------------------------------------------------------------------
+# The claims of the method on tasks with known structure
+
+
+@pytest.fixture(scope="module")
+def synthetic_scores():
+    """Test accuracy per case and strategy, 5 seeds, 500 training samples (few-sample regime)."""
+    scores = {}
+    for case in ("aligned", "noise", "mixed"):
+        for seed in range(5):
+            train = make_transfer_task(case, 500, random_state=seed)
+            test = make_transfer_task(case, 2000, random_state=1000 + seed)
+            for strategy in ("notrans", "linear_probe", "refine"):
+                clf = RefineClassifier(strategy, random_state=seed).fit(
+                    train.X, train.y, source_features=train.features
+                )
+                acc = clf.score(test.X, test.y, source_features=test.features)
+                scores.setdefault((case, strategy), []).append(acc)
+    return {key: float(np.mean(v)) for key, v in scores.items()}
+
+
+TOLERANCE = 0.03  # absolute accuracy, on the mean over 5 seeds
+
+
+@pytest.mark.parametrize("case", ["aligned", "noise", "mixed"])
+def test_refine_no_worse_than_best_of_notrans_and_probe(synthetic_scores, case):
+    best = max(synthetic_scores[(case, "notrans")], synthetic_scores[(case, "linear_probe")])
+    assert synthetic_scores[(case, "refine")] >= best - TOLERANCE
+
+
+def test_linear_probe_collapses_on_noise_features(synthetic_scores):
+    # negative transfer: the probe is at chance while training from scratch learns the task
+    assert synthetic_scores[("noise", "linear_probe")] < 0.56
+    assert synthetic_scores[("noise", "notrans")] > 0.75
+
+
+def test_refine_beats_notrans_when_features_are_aligned(synthetic_scores):
+    assert synthetic_scores[("aligned", "refine")] > synthetic_scores[("aligned", "notrans")] + 0.03
+
+
+def test_regression_uses_the_square_loss_and_transfers():
+    train = make_transfer_task("aligned", 300, random_state=0)
+    test = make_transfer_task("aligned", 2000, random_state=1)
+    r2 = {
+        s: RefineRegressor(s, random_state=0)
+        .fit(train.X, train.y_continuous, source_features=train.features)
+        .score(test.X, test.y_continuous, source_features=test.features)
+        for s in ("notrans", "refine")
+    }
+    assert r2["refine"] > 0.9  # the target is linear in the features
+    assert r2["refine"] > r2["notrans"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Every strategy: what trains is exactly what it claims, and the source is untouched
+
+EXPECTED_TRAINABLE = {
+    "notrans": lambda n: n.startswith(("encoder.", "head.")),
+    "linear_probe": lambda n: n in ("head.weight", "head.bias"),
+    "adapter": lambda n: n.startswith(("adapter.", "head.")),
+    "finetune": lambda n: n.startswith(("backbone.", "head.")),
+    "lora": lambda n: n.endswith(("lora_a", "lora_b")) or n.startswith("head."),
+    "dann_gate": lambda n: n.endswith(("lora_a", "lora_b")) or n.startswith(("head.", "discriminator.")),
+    "distill": lambda n: n.startswith(("encoder.", "head.")),
+    "refine": lambda n: n.startswith(("encoder.", "head.")),
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(EXPECTED_TRAINABLE))
+def test_strategy_trains_only_its_parameters_and_leaves_source_untouched(strategy):
+    features, head = small_source()
+    features.train()  # the user's module is in train mode: it must come back so
+    before = {k: v.clone() for k, v in {**features.state_dict(), **head.state_dict()}.items()}
+    grads_before = [p.requires_grad for p in features.parameters()]
+    X, y = toy_data()
+    source = FrozenSource(features, head)
+    with torch.no_grad(), seeded(0):
+        F = features.eval()(torch.from_numpy(X))
+    features.train()
+    model = build_strategy(
+        strategy, n_outputs=N_CLASSES, encoder=MLPEncoder(N_IN, (16,)), source=source, feature_dim=N_FEAT
+    )
+    names = [n for n, _ in model.trainable_named_parameters()]
+    assert names, strategy
+    assert all(EXPECTED_TRAINABLE[strategy](n) for n in names), names
+    if strategy in ("lora", "dann_gate"):
+        assert sum(n.endswith(("lora_a", "lora_b")) for n in names) == 2
+    initial = {n: p.detach().clone() for n, p in model.trainable_named_parameters()}
+
+    data = TensorBatches({"x": torch.from_numpy(X), "features": F, "y": torch.from_numpy(y)}, batch_size=32, shuffle=True)
+    fit(model, data, config=TrainConfig(max_epochs=3, device="cpu"))
+
+    changed = {n for n, p in model.trainable_named_parameters() if not torch.equal(p.detach(), initial[n])}
+    assert "head.weight" in changed
+    after = {**features.state_dict(), **head.state_dict()}
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), f"{strategy} modified the source's {key}"
+    assert features.training, "the user's module must keep its train/eval flag"
+    assert [p.requires_grad for p in features.parameters()] == grads_before
+
+
+def test_frozen_source_runs_in_eval_mode_without_grad():
+    features, _ = small_source()
+    features.train()
+    x = torch.randn(10, N_IN)
+    frozen = FrozenSource(features)
+    out1, out2 = frozen(x), frozen(x)
+    assert torch.equal(out1, out2)  # dropout off, BatchNorm uses running statistics
+    assert not out1.requires_grad
+    assert features.training
+
+
+def test_head_is_one_linear_layer_unless_asked():
+    encoder = MLPEncoder(N_IN, (16,))
+    default = build_strategy("refine", n_outputs=2, encoder=encoder, feature_dim=N_FEAT)
+    assert isinstance(default.head, nn.Linear) and default.head.in_features == 16 + N_FEAT
+    deep = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (16,)), feature_dim=N_FEAT, head_hidden=32)
+    assert isinstance(deep.head, nn.Sequential) and not deep.probe_warm_start
+
+
+def test_lora_starts_at_the_base_layer_and_scales_by_alpha_over_rank():
+    base = nn.Linear(6, 4)
+    lora = LoRALinear(base, rank=2, alpha=16.0)
+    x = torch.randn(5, 6)
+    assert torch.allclose(lora(x), base(x))  # B = 0 at init
+    assert lora.scaling == 8.0
+    with torch.no_grad():
+        lora.lora_b.fill_(1.0)
+    expected = base(x) + 8.0 * (x @ lora.lora_a.T).sum(1, keepdim=True).expand(-1, 4)
+    assert torch.allclose(lora(x), expected, atol=1e-5)
+
+
+def test_gradient_reversal_negates_and_scales_the_gradient():
+    x = torch.ones(3, requires_grad=True)
+    _GradientReversal.apply(x, 0.5).sum().backward()
+    assert torch.equal(x.grad, torch.full((3,), -0.5))
+
+
+def test_distill_with_alpha_one_is_plain_cross_entropy():
+    features, head = small_source()
+    model = build_strategy(
+        "distill", n_outputs=N_CLASSES, encoder=MLPEncoder(N_IN, (8,)), source=FrozenSource(features, head),
+        distill_alpha=1.0,
+    )
+    X, y = toy_data(20)
+    batch = {"x": torch.from_numpy(X), "y": torch.from_numpy(y)}
+    outputs = model(x=batch["x"])
+    loss = model.training_loss(batch, outputs, torch.nn.functional.cross_entropy, 0.0)
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(outputs, batch["y"]))
+
+
+def test_class_weights_are_balanced():
+    # counts 3, 1, 0 over 4 samples, 3 classes: n / (k * count) = 4/9, 4/3, 0
+    weights = class_weights(np.array([0, 0, 0, 1]), 3)
+    assert torch.allclose(weights, torch.tensor([4 / 9, 4 / 3, 0.0]))
+
+
+# ------------------------------------------------------------------------------------------------
+# The estimator: sklearn contract, determinism, persistence, bad input
+
+
+def test_same_seed_same_numbers_and_different_seed_differs():
+    X, y = toy_data()
+    F = X[:, :N_FEAT] ** 2
+    kwargs = {"max_epochs": 15, "hidden_sizes": (16,)}
+    p1 = RefineClassifier(random_state=3, **kwargs).fit(X, y, source_features=F).predict_proba(X, source_features=F)
+    p2 = RefineClassifier(random_state=3, **kwargs).fit(X, y, source_features=F).predict_proba(X, source_features=F)
+    p3 = RefineClassifier(random_state=4, **kwargs).fit(X, y, source_features=F).predict_proba(X, source_features=F)
+    assert np.array_equal(p1, p2)
+    assert not np.array_equal(p1, p3)
+    assert np.allclose(p1.sum(1), 1.0, atol=1e-5)
+
+
+def test_training_does_not_change_the_global_torch_rng():
+    X, y = toy_data(60)
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    RefineClassifier("notrans", max_epochs=2).fit(X, y)
+    assert torch.equal(torch.rand(1), expected)
+
+
+def test_sklearn_clone_and_grid_search_with_a_source_callable():
+    X, y = toy_data(150)
+
+    def source(values):
+        return np.tanh(values[:, :N_FEAT])
+
+    clf = RefineClassifier(source=source, max_epochs=5, hidden_sizes=(8,))
+    assert clone(clf).get_params()["source"] is source
+    search = GridSearchCV(clf, {"lr": [1e-3, 1e-2]}, cv=2).fit(X, y)
+    assert search.best_params_["lr"] in (1e-3, 1e-2)
+    assert 0.0 <= search.score(X, y) <= 1.0
+
+
+@pytest.mark.parametrize("strategy", ["refine", "lora", "notrans"])
+def test_save_load_round_trip_gives_identical_predictions(tmp_path, strategy):
+    features, _ = small_source()
+    X, y = toy_data()
+    labels = np.array(["a", "b", "c"])[y]
+    clf = RefineClassifier(strategy, source=features, max_epochs=4, hidden_sizes=(8,)).fit(X, labels)
+    clf.save(tmp_path / "model")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = RefineClassifier.load(tmp_path / "model", source=features)
+    assert np.array_equal(clf.predict_proba(X), loaded.predict_proba(X))
+    assert list(loaded.classes_) == ["a", "b", "c"]
+    other, _ = small_source()
+    with torch.no_grad():
+        other[0].weight.add_(1.0)
+    with pytest.raises(ValueError, match="differs"):
+        RefineClassifier.load(tmp_path / "model", source=other)
+
+
+def test_regressor_round_trip_keeps_target_shape(tmp_path):
+    task = make_transfer_task("mixed", 100)
+    reg = RefineRegressor(max_epochs=3).fit(task.X, task.y_continuous, source_features=task.features)
+    reg.save(tmp_path)
+    loaded = RefineRegressor.load(tmp_path)
+    pred = loaded.predict(task.X, source_features=task.features)
+    assert pred.shape == (100,)
+    assert np.array_equal(pred, reg.predict(task.X, source_features=task.features))
+
+
+def test_load_refuses_a_folder_that_is_not_a_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
+        RefineClassifier.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("make_inputs", "message"),
+    [
+        (lambda X, y, F: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), y, F), "NaN"),
+        (lambda X, y, F: (X, y, np.full_like(F, np.inf)), "NaN or infinite"),
+        (lambda X, y, F: (X[:-1], y, F), "same number of samples"),
+        (lambda X, y, F: (X, np.zeros_like(y), F), "single class"),
+        (lambda X, y, F: (X.astype(str), y, F), "numeric"),
+        (lambda X, y, F: (X[:0], y[:0], F[:0]), "empty"),
+        (lambda X, y, F: (X, y, None), "frozen representation"),
+        (lambda X, y, F: (X[:, 0], y, F), "dimensions"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(make_inputs, message):
+    X, y = toy_data(40)
+    F = X[:, :N_FEAT].copy()
+    X2, y2, F2 = make_inputs(X, y, F)
+    with pytest.raises(ValueError, match=message):
+        RefineClassifier(max_epochs=1).fit(X2, y2, source_features=F2)
+
+
+def test_bad_parameters_get_a_clear_error():
+    X, y = toy_data(40)
+    with pytest.raises(ValueError, match="Unknown strategy"):
+        RefineClassifier("magic").fit(X, y, source_features=X)
+    with pytest.raises(ValueError, match="torch module"):
+        RefineClassifier("lora").fit(X, y, source_features=X)
+    with pytest.raises(ValueError, match="features"):
+        RefineClassifier(max_epochs=1).fit(X, y, source_features=X).predict(X, source_features=X[:, :3])
+
+
+def test_user_arrays_are_not_modified():
+    X, y = toy_data(50)
+    F = X[:, :N_FEAT].copy()
+    copies = X.copy(), y.copy(), F.copy()
+    RefineClassifier(max_epochs=2).fit(X, y, source_features=F)
+    assert all(np.array_equal(a, b) for a, b in zip((X, y, F), copies, strict=True))
