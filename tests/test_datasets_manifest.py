@@ -22,6 +22,7 @@ DOC_FILES = {"README.md", "vision/MANIFEST.md"}
 REQUIRED_NAMES = {
     # spatial + scRNA loaders
     "merfish_hypothalamus",
+    "merfish_demo",
     "seqfish_embryo",
     "osmfish_cortex",
     "wang_pancreas",
@@ -110,6 +111,7 @@ def test_list_datasets_table(manifest):
     assert list(df.index) == list(manifest)
     for col in ("title", "modality", "kind", "path", "size_bytes", "verifiable", "downloadable", "license"):
         assert col in df.columns
+    assert bool(df.loc["merfish_demo", "packaged"])
     assert not bool(df.loc["merfish_hypothalamus", "downloadable"])
     assert bool(df.loc["cifar10_python", "downloadable"])
     assert df.loc["merfish_hypothalamus", "size_bytes"] == 4408580
@@ -142,6 +144,7 @@ def _with_entry(raw: dict, name: str, **changes) -> dict:
         ("merfish_hypothalamus", {"labels": ["Cell_class"]}, "labels"),
         ("merfish_hypothalamus", {"kind": "archive"}, "kind"),
         ("merfish_hypothalamus", {"md5": "abc"}, "md5"),
+        ("merfish_demo", {"sha256": None}, "packaged entry"),
         ("blitzer_books", {"urls": ["https://example.org/books.tar.gz"]}, "cannot be downloaded"),
         ("blitzer_books", {"size": 1}, "sum of its files"),
         ("blitzer_books", {"files": []}, "non-empty 'files'"),
@@ -168,7 +171,7 @@ def test_duplicate_paths_and_bad_documents_are_rejected(raw_manifest):
 
 
 def test_unknown_name_lists_known_ones(manifest):
-    with pytest.raises(KeyError, match="merfish_hypothalamus"):
+    with pytest.raises(KeyError, match="merfish_demo"):
         manifest["no_such_dataset"]
 
 

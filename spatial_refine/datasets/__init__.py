@@ -1,9 +1,11 @@
-"""Datasets: the data manifest and verified local, cached or downloaded files.
+"""Datasets: the data manifest, verified local/cached/downloaded files, AnnData loaders.
 
 - :func:`list_datasets` / :func:`load_manifest`: every dataset the project uses (``data_manifest.yaml``)
   with checksums, URLs, labels, citation and license.
 - :func:`fetch`: path of a verified local copy (``$SPATIAL_REFINE_DATA_DIR``, then the user cache), or a
   checksum-verified download.
+- Loaders returning AnnData: :func:`merfish_demo` (ships with the package), :func:`merfish_hypothalamus`,
+  :func:`seqfish_embryo`, :func:`osmfish_cortex`, :func:`wang_pancreas`, :func:`xin_pancreas`.
 
 Importing this module is light (no anndata, scanpy or pooch until a function needs them).
 """
@@ -19,6 +21,14 @@ from .fetch import (
     cache_dir,
     data_dirs,
     fetch,
+)
+from .loaders import (
+    merfish_demo,
+    merfish_hypothalamus,
+    osmfish_cortex,
+    seqfish_embryo,
+    wang_pancreas,
+    xin_pancreas,
 )
 from .manifest import (
     DatasetEntry,
@@ -46,4 +56,10 @@ __all__ = [
     "get_entry",
     "list_datasets",
     "load_manifest",
+    "merfish_demo",
+    "merfish_hypothalamus",
+    "osmfish_cortex",
+    "seqfish_embryo",
+    "wang_pancreas",
+    "xin_pancreas",
 ]
