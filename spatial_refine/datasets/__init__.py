@@ -1,4 +1,4 @@
-"""Datasets: the data manifest, verified local/cached/downloaded files, AnnData loaders.
+"""Datasets: the data manifest, verified local/cached/downloaded files, AnnData loaders, synthetic tissue.
 
 - :func:`list_datasets` / :func:`load_manifest`: every dataset the project uses (``data_manifest.yaml``)
   with checksums, URLs, labels, citation and license.
@@ -6,6 +6,7 @@
   checksum-verified download.
 - Loaders returning AnnData: :func:`merfish_demo` (ships with the package), :func:`merfish_hypothalamus`,
   :func:`seqfish_embryo`, :func:`osmfish_cortex`, :func:`wang_pancreas`, :func:`xin_pancreas`.
+- :func:`synthetic_tissue`: cells with types and spatial niches, any size up to millions of cells.
 
 Importing this module is light (no anndata, scanpy or pooch until a function needs them).
 """
@@ -39,6 +40,7 @@ from .manifest import (
     list_datasets,
     load_manifest,
 )
+from .synthetic import synthetic_tissue
 
 __all__ = [
     "CACHE_ENV",
@@ -60,6 +62,7 @@ __all__ = [
     "merfish_hypothalamus",
     "osmfish_cortex",
     "seqfish_embryo",
+    "synthetic_tissue",
     "wang_pancreas",
     "xin_pancreas",
 ]
