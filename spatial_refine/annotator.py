@@ -1,0 +1,507 @@
+"""The AnnData model class: REFINE (frozen representation + spatial GNN residual encoder) for cell
+annotation, and every baseline through the same API.
+
+A thin layer: it reads the expression, the frozen representation (``obsm``) and the spatial graph
+(``obsp``) from AnnData, hands arrays to the generic core (:mod:`spatial_refine.refine`), and writes
+results back under documented keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
+from safetensors.torch import load_file, save_file
+
+from ._constants import GRAPH_KEY, REP_KEY
+from .encoders import CONV_TYPES, GNNEncoder, MLPEncoder
+from .refine import TensorBatches, TrainConfig, build_strategy, class_weights, fit, predict_outputs, seeded
+from .refine.graph import GraphBatches
+from .refine.neighbors import neighbor_aggregate
+
+__all__ = ["STRATEGIES", "RefineAnnotator"]
+
+logger = logging.getLogger(__name__)
+
+#: name -> (core strategy, residual encoder); ``None`` core strategy means a scikit-learn model.
+STRATEGIES: dict[str, tuple[str | None, str | None]] = {
+    "refine": ("refine", "gnn"),
+    "gnn": ("notrans", "gnn"),
+    "mlp": ("notrans", "mlp"),
+    "linear_probe": ("linear_probe", None),
+    "adapter": ("adapter", None),
+    "refine_mlp": ("refine", "mlp"),
+    "logreg": (None, None),
+    "neighbor_logreg": (None, None),
+}
+_USES_REP = {"refine", "linear_probe", "adapter", "refine_mlp"}
+_USES_GRAPH = {"refine", "gnn", "neighbor_logreg"}
+_FORMAT_VERSION = 1
+FULL_BATCH_MAX_CELLS = 100_000
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    expression: np.ndarray
+    rep: np.ndarray | None
+    adjacency: sp.csr_matrix | None
+
+
+def _dense(matrix: Any) -> np.ndarray:
+    return matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
+
+
+class RefineAnnotator:
+    """Annotate cells of spatial data with REFINE or a baseline (scvi-tools style: construct, train,
+    predict, save, load).
+
+    Parameters
+    ----------
+    adata
+        Reference cells: expression in ``X`` (or ``layer``), frozen representation in ``obsm[rep_key]``,
+        spatial graph in ``obsp[graph_key]`` (see :func:`spatial_refine.pp.spatial_neighbors`).
+    labels_key
+        ``obs`` column of labels. Missing values (NaN) or ``unlabeled_category`` mark unlabelled cells:
+        they take part in the graph but not in the loss.
+    rep_key
+        ``obsm`` key of the frozen representation (default the scGPT embedding, ``"X_scGPT"``).
+    graph_key
+        ``obsp`` key of the spatial graph (squidpy's default).
+    layer
+        Expression layer; ``None`` uses ``X``. Expected log-normalised (as scanpy's ``log1p``).
+    strategy
+        ``"refine"`` (GNN residual encoder + frozen representation, one linear head; default),
+        ``"gnn"`` (the same GNN from scratch), ``"mlp"`` (expression MLP from scratch),
+        ``"linear_probe"`` / ``"adapter"`` (on the frozen representation), ``"refine_mlp"`` (REFINE with
+        an expression MLP, no graph), ``"logreg"`` (logistic regression on expression),
+        ``"neighbor_logreg"`` (cell + mean of its 1..L-hop neighbours, then logistic regression).
+    conv
+        Message passing of the GNN: ``"sage"`` (default), ``"gcn"``, ``"gat"``.
+    hidden
+        Width of the residual encoder's layers.
+    n_layers
+        Message-passing layers (hops) of the GNN, or neighbour hops of ``neighbor_logreg``; ``"auto"``
+        chooses among 1, 2 and 3 on the validation split.
+    dropout
+        Dropout in the residual encoder.
+    unlabeled_category
+        Label value meaning "unlabelled" (in addition to NaN).
+    """
+
+    def __init__(
+        self,
+        adata: AnnData,
+        labels_key: str,
+        *,
+        rep_key: str = REP_KEY,
+        graph_key: str = GRAPH_KEY,
+        layer: str | None = None,
+        strategy: str = "refine",
+        conv: str = "sage",
+        hidden: int = 64,
+        n_layers: int | Literal["auto"] = "auto",
+        dropout: float = 0.2,
+        unlabeled_category: Any = None,
+    ) -> None:
+        if not isinstance(adata, AnnData):
+            raise TypeError(f"adata must be an AnnData, got {type(adata).__name__}.")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
+        if conv not in CONV_TYPES:
+            raise ValueError(f"Unknown conv {conv!r}: choose one of {', '.join(CONV_TYPES)}.")
+        if n_layers != "auto" and (not isinstance(n_layers, int) or n_layers < 0):
+            raise ValueError(f"n_layers must be a non-negative integer or 'auto', got {n_layers!r}.")
+        if labels_key not in adata.obs:
+            raise ValueError(f"labels_key {labels_key!r} is not a column of adata.obs.")
+        self.params = {
+            "labels_key": labels_key,
+            "rep_key": rep_key,
+            "graph_key": graph_key,
+            "layer": layer,
+            "strategy": strategy,
+            "conv": conv,
+            "hidden": hidden,
+            "n_layers": n_layers,
+            "dropout": dropout,
+            "unlabeled_category": unlabeled_category,
+        }
+        self.adata = adata
+        self.genes_ = np.asarray(adata.var_names, dtype=str)
+        labels = adata.obs[labels_key]
+        unlabelled = labels.isna().to_numpy()
+        if unlabeled_category is not None:
+            unlabelled |= (labels.astype(object) == unlabeled_category).to_numpy()
+        self.labelled_ = np.flatnonzero(~unlabelled)
+        if len(self.labelled_) == 0:
+            raise ValueError(f"adata.obs[{labels_key!r}] has no labelled cell.")
+        values = labels.astype(object).to_numpy()[self.labelled_].astype(str)
+        self.classes_, codes = np.unique(values, return_inverse=True)
+        counts = np.bincount(codes)
+        if len(self.classes_) < 2:
+            raise ValueError(f"adata.obs[{labels_key!r}] has a single class: annotation needs at least two.")
+        if counts.min() < 2:
+            rare = [str(c) for c in self.classes_[counts < 2]]
+            raise ValueError(
+                f"Classes with a single labelled cell: {rare}. Merge them into another class or mark them "
+                f"unlabelled (NaN or unlabeled_category) before training."
+            )
+        self.codes_ = codes
+        self.graph_params_ = _graph_params(adata, graph_key)
+        self.model_: Any = None
+        self.history_ = None
+        self.metrics_: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------------------
+    # reading AnnData
+    @property
+    def uses_rep(self) -> bool:
+        return self.params["strategy"] in _USES_REP
+
+    @property
+    def uses_graph(self) -> bool:
+        return self.params["strategy"] in _USES_GRAPH
+
+    def _inputs(self, adata: AnnData) -> _Inputs:
+        """Expression aligned to the reference genes, frozen representation and graph, all validated."""
+        layer = self.params["layer"]
+        if layer is not None and layer not in adata.layers:
+            raise ValueError(f"Layer {layer!r} is not in adata.layers.")
+        matrix = adata.layers[layer] if layer is not None else adata.X
+        if adata.n_obs == 0:
+            raise ValueError("adata has no cells.")
+        genes = np.asarray(adata.var_names, dtype=str)
+        if np.array_equal(genes, self.genes_):
+            expression = _dense(matrix).astype(np.float32, copy=True)
+        else:
+            expression = _align_genes(matrix, genes, self.genes_)
+        if not np.isfinite(expression).all():
+            raise ValueError("The expression matrix has NaN or infinite values: fix or drop those cells.")
+        rep = None
+        if self.uses_rep:
+            key = self.params["rep_key"]
+            if key not in adata.obsm:
+                raise ValueError(
+                    f"adata.obsm[{key!r}] (the frozen representation) is missing: compute it first, e.g. with "
+                    "sr.tl.scgpt_embed(adata, model_dir), or pass rep_key= an existing obsm key."
+                )
+            rep = np.asarray(_dense(adata.obsm[key]), dtype=np.float32)
+            if rep.ndim != 2 or not np.isfinite(rep).all():
+                raise ValueError(f"adata.obsm[{key!r}] must be a finite (n_cells, d) matrix.")
+            if self.model_ is not None and self.feature_dim_ is not None and rep.shape[1] != self.feature_dim_:
+                raise ValueError(f"adata.obsm[{key!r}] has {rep.shape[1]} columns; the model expects {self.feature_dim_}.")
+        adjacency = None
+        if self.uses_graph:
+            key = self.params["graph_key"]
+            if key not in adata.obsp:
+                raise ValueError(
+                    f"adata.obsp[{key!r}] (the spatial graph) is missing: build it with "
+                    "sr.pp.spatial_neighbors(adata) (or squidpy.gr.spatial_neighbors), or pass graph_key=."
+                )
+            adjacency = sp.csr_matrix(adata.obsp[key])
+        return _Inputs(expression, rep, adjacency)
+
+    # ------------------------------------------------------------------------------------------------
+    # training
+    def train(
+        self,
+        *,
+        max_epochs: int = 300,
+        lr: float = 5e-3,
+        weight_decay: float = 1e-4,
+        patience: int = 30,
+        validation_fraction: float = 0.2,
+        class_weight: Literal["balanced"] | None = None,
+        batch_size: int | Literal["auto"] = "auto",
+        device: str = "auto",
+        random_state: int = 0,
+        progress: bool = False,
+    ) -> RefineAnnotator:
+        """Train on the labelled cells; early-stop on a stratified validation split of them.
+
+        ``batch_size="auto"`` trains graphs of up to 100,000 cells full-batch and larger ones on exact
+        k-hop subgraphs of 1,024 labelled cells (memory bounded by the batch). With ``n_layers="auto"``
+        each depth in 1, 2, 3 is trained and the one with the lowest validation loss is kept.
+        """
+        from sklearn.model_selection import train_test_split
+
+        if not 0.0 < validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
+        inputs = self._inputs(self.adata)
+        index = np.arange(len(self.labelled_))
+        stratify = self.codes_ if np.bincount(self.codes_).min() >= 2 else None
+        train_pos, val_pos = train_test_split(
+            index, test_size=validation_fraction, random_state=random_state, stratify=stratify
+        )
+        self.input_mean_ = inputs.expression.mean(0)
+        self.input_std_ = np.maximum(inputs.expression.std(0), 1e-6)
+        self.feature_dim_ = None if inputs.rep is None else inputs.rep.shape[1]
+        self.train_settings_ = {
+            "max_epochs": max_epochs,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "patience": patience,
+            "validation_fraction": validation_fraction,
+            "class_weight": class_weight,
+            "batch_size": batch_size,
+            "random_state": random_state,
+        }
+        depths = [self.params["n_layers"]] if self.params["n_layers"] != "auto" else [1, 2, 3]
+        if not self.uses_graph:
+            depths = [0]
+        candidates = []
+        for depth in depths:
+            if self.params["strategy"] in ("logreg", "neighbor_logreg"):
+                model, history = self._train_sklearn(inputs, train_pos, depth, random_state)
+            else:
+                config = TrainConfig(
+                    lr=lr,
+                    weight_decay=weight_decay,
+                    max_epochs=max_epochs,
+                    patience=patience,
+                    device=device,
+                    random_state=random_state,
+                    progress=progress,
+                )
+                model, history = self._train_torch(inputs, train_pos, val_pos, depth, config, class_weight, batch_size)
+            self.model_, self.n_layers_ = model, depth
+            proba = self._predict_proba(inputs, self.labelled_[val_pos], device)
+            val_loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(val_pos)), self.codes_[val_pos]], 1e-12, 1))))
+            candidates.append((val_loss, depth, model, history, proba))
+        val_loss, depth, model, history, proba = min(candidates, key=lambda c: c[0])
+        self.model_, self.n_layers_, self.history_ = model, depth, history
+        self.metrics_ = _metrics(self.codes_[val_pos], proba)
+        self.metrics_["val_loss"] = val_loss
+        self.metrics_["n_layers_tried"] = {int(c[1]): c[0] for c in candidates}
+        self.metrics_["n_train"], self.metrics_["n_val"] = len(train_pos), len(val_pos)
+        return self
+
+    def _standardized(self, expression: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((expression - self.input_mean_) / self.input_std_)
+
+    def _build(self, n_genes: int, depth: int) -> torch.nn.Module:
+        core, encoder_kind = STRATEGIES[self.params["strategy"]]
+        encoder = None
+        if encoder_kind == "gnn":
+            encoder = GNNEncoder(
+                n_genes, hidden=self.params["hidden"], n_layers=depth, conv=self.params["conv"], dropout=self.params["dropout"]
+            )
+        elif encoder_kind == "mlp":
+            encoder = MLPEncoder(n_genes, (self.params["hidden"], self.params["hidden"]), self.params["dropout"])
+        return build_strategy(core, n_outputs=len(self.classes_), encoder=encoder, feature_dim=self.feature_dim_)
+
+    def _batches(self, inputs: _Inputs, cells: np.ndarray, depth: int, *, y: np.ndarray | None, shuffle: bool, batch_size):
+        x = self._standardized(inputs.expression)
+        rep = None if inputs.rep is None else torch.from_numpy(inputs.rep)
+        if not self.uses_graph:
+            tensors = {"x": x[cells], "features": None if rep is None else rep[cells]}
+            if y is not None:
+                tensors["y"] = torch.from_numpy(y)
+            return TensorBatches(tensors, batch_size=256, shuffle=shuffle)
+        labels = None
+        if y is not None:
+            labels = torch.full((len(x),), -1, dtype=torch.int64)
+            labels[torch.from_numpy(cells)] = torch.from_numpy(y)
+        if batch_size == "auto":
+            batch_size = None if len(x) <= FULL_BATCH_MAX_CELLS else 1024
+        return GraphBatches(
+            inputs.adjacency,
+            {"x": x, "features": rep, "y": labels},
+            cells,
+            n_hops=depth,
+            batch_size=batch_size,
+            shuffle=shuffle,
+        )
+
+    def _train_torch(self, inputs, train_pos, val_pos, depth, config, class_weight, batch_size):
+        train_cells, val_cells = self.labelled_[train_pos], self.labelled_[val_pos]
+        # graph batches index by cell; tensor batches are already restricted to the cells
+        order_train = np.argsort(train_cells)
+        order_val = np.argsort(val_cells)
+        train_cells, train_y = train_cells[order_train], self.codes_[train_pos][order_train]
+        val_cells, val_y = val_cells[order_val], self.codes_[val_pos][order_val]
+        with seeded(config.random_state):
+            model = self._build(inputs.expression.shape[1], depth)
+        if inputs.rep is not None:
+            model.fit_feature_statistics(torch.from_numpy(inputs.rep[train_cells]))
+        weights = class_weights(train_y, len(self.classes_)) if class_weight == "balanced" else None
+        history = fit(
+            model,
+            self._batches(inputs, train_cells, depth, y=train_y, shuffle=True, batch_size=batch_size),
+            self._batches(inputs, val_cells, depth, y=val_y, shuffle=False, batch_size=batch_size),
+            config=config,
+            weights=weights,
+        )
+        return model.cpu(), history
+
+    def _sklearn_inputs(self, inputs: _Inputs, depth: int) -> np.ndarray:
+        x = self._standardized(inputs.expression).numpy()
+        if self.params["strategy"] == "neighbor_logreg":
+            return neighbor_aggregate(x, inputs.adjacency, depth)
+        return x
+
+    def _train_sklearn(self, inputs, train_pos, depth, random_state):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        features = self._sklearn_inputs(inputs, depth)[self.labelled_[train_pos]]
+        scaler = StandardScaler().fit(features)
+        clf = LogisticRegression(max_iter=1000, random_state=random_state)
+        clf.fit(scaler.transform(features), self.codes_[train_pos])
+        weight = np.zeros((len(self.classes_), features.shape[1]), dtype=np.float32)
+        bias = np.zeros(len(self.classes_), dtype=np.float32)
+        coef = clf.coef_ / scaler.scale_  # fold the scaler into the linear model
+        intercept = clf.intercept_ - coef @ scaler.mean_
+        if len(clf.classes_) == 2 and coef.shape[0] == 1:  # binary: logits [0, z]
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+        weight[clf.classes_] = coef
+        bias[clf.classes_] = intercept
+        bias[np.setdiff1d(np.arange(len(self.classes_)), clf.classes_)] = -np.inf  # never predicted
+        return {"weight": weight, "bias": bias}, None
+
+    # ------------------------------------------------------------------------------------------------
+    # prediction
+    def _predict_proba(self, inputs: _Inputs, cells: np.ndarray, device: str = "auto") -> np.ndarray:
+        if isinstance(self.model_, dict):  # scikit-learn baseline, as arrays
+            features = self._sklearn_inputs(inputs, self.n_layers_)[cells]
+            logits = torch.from_numpy(features @ self.model_["weight"].T + self.model_["bias"])
+            return logits.softmax(1).numpy()
+        order = np.argsort(cells)
+        data = self._batches(inputs, cells[order], self.n_layers_, y=None, shuffle=False, batch_size=self.train_settings_["batch_size"])
+        outputs = predict_outputs(self.model_, data, device=device)
+        if isinstance(data, GraphBatches):
+            returned = data.predict_order()
+            position = np.searchsorted(cells[order], returned)
+            reordered = torch.empty_like(outputs)
+            reordered[torch.from_numpy(position)] = outputs
+            outputs = reordered
+        proba = np.empty((len(cells), outputs.shape[1]), dtype=np.float32)
+        proba[order] = outputs.softmax(1).numpy()
+        return proba
+
+    def predict(self, adata: AnnData | None = None, *, device: str = "auto") -> pd.DataFrame:
+        """Class probabilities of every cell of ``adata`` (default: the reference), as a DataFrame
+        (cells x classes) indexed by ``obs_names``."""
+        if self.model_ is None:
+            raise RuntimeError("The model is not trained: call train() first (or load a saved model).")
+        adata = self.adata if adata is None else adata
+        if adata is None:
+            raise ValueError("Pass the AnnData to annotate.")
+        inputs = self._inputs(adata)
+        proba = self._predict_proba(inputs, np.arange(adata.n_obs), device)
+        return pd.DataFrame(proba, index=adata.obs_names, columns=self.classes_)
+
+    # ------------------------------------------------------------------------------------------------
+    # persistence: safetensors + JSON
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Save to the folder ``path``: ``model.safetensors`` (weights) + ``config.json`` (everything else)."""
+        if self.model_ is None:
+            raise RuntimeError("Nothing to save: train() the model first.")
+        path = Path(path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise FileExistsError(f"{path} exists and is not empty: pass overwrite=True or choose another folder.")
+        path.mkdir(parents=True, exist_ok=True)
+        config = {
+            "format_version": _FORMAT_VERSION,
+            "params": {k: (v if not isinstance(v, np.generic) else v.item()) for k, v in self.params.items()},
+            "classes": self.classes_.tolist(),
+            "genes": self.genes_.tolist(),
+            "n_layers": int(self.n_layers_),
+            "feature_dim": self.feature_dim_,
+            "train_settings": self.train_settings_,
+            "metrics": self.metrics_,
+            "graph_params": self.graph_params_,
+            "sklearn": isinstance(self.model_, dict),
+        }
+        arrays = {"input_mean": self.input_mean_, "input_std": self.input_std_}
+        if isinstance(self.model_, dict):
+            save_numpy({**arrays, **{f"model.{k}": v for k, v in self.model_.items()}}, str(path / "model.safetensors"))
+        else:
+            state = {f"model.{k}": v.contiguous() for k, v in self.model_.state_dict().items()}
+            state.update({k: torch.from_numpy(v) for k, v in arrays.items()})
+            save_file(state, str(path / "model.safetensors"))
+        (path / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RefineAnnotator:
+        """Load a model saved with :meth:`save` (no reference AnnData needed to annotate new data)."""
+        path = Path(path)
+        if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{path} is not a saved RefineAnnotator (needs config.json and model.safetensors).")
+        config = json.loads((path / "config.json").read_text())
+        if config.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"Unsupported format version {config.get('format_version')} in {path}.")
+        self = cls.__new__(cls)
+        self.params = config["params"]
+        self.adata = None
+        self.classes_ = np.asarray(config["classes"], dtype=str)
+        self.genes_ = np.asarray(config["genes"], dtype=str)
+        self.n_layers_ = config["n_layers"]
+        self.feature_dim_ = config["feature_dim"]
+        self.train_settings_ = config["train_settings"]
+        self.metrics_ = config["metrics"]
+        self.graph_params_ = config["graph_params"]
+        self.history_ = None
+        if config["sklearn"]:
+            arrays = load_numpy(str(path / "model.safetensors"))
+            self.model_ = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
+        else:
+            arrays = {k: v.numpy() for k, v in load_file(str(path / "model.safetensors")).items() if not k.startswith("model.")}
+            state = {k.removeprefix("model."): v for k, v in load_file(str(path / "model.safetensors")).items() if k.startswith("model.")}
+            model = self._build(len(self.genes_), self.n_layers_)
+            model.load_state_dict(state)
+            self.model_ = model.eval()
+        self.input_mean_, self.input_std_ = arrays["input_mean"], arrays["input_std"]
+        return self
+
+    def __repr__(self) -> str:
+        state = "trained" if self.model_ is not None else "untrained"
+        return (
+            f"RefineAnnotator(strategy={self.params['strategy']!r}, labels_key={self.params['labels_key']!r}, "
+            f"classes={len(self.classes_)}, genes={len(self.genes_)}, {state})"
+        )
+
+
+def _align_genes(matrix: Any, genes: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Columns of ``matrix`` reordered to ``reference``; genes the query lacks are zeros."""
+    if len(set(genes)) != len(genes):
+        raise ValueError("adata.var_names has duplicates: make them unique (adata.var_names_make_unique()).")
+    position = pd.Index(genes).get_indexer(reference)
+    present = position >= 0
+    out = np.zeros((matrix.shape[0], len(reference)), dtype=np.float32)
+    out[:, present] = _dense(matrix[:, position[present]])
+    return out
+
+
+def _graph_params(adata: AnnData, graph_key: str) -> dict | None:
+    prefix = graph_key.removesuffix("_connectivities")
+    info = adata.uns.get(f"{prefix}_neighbors")
+    return None if info is None else dict(info.get("params", {}))
+
+
+def _metrics(codes: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    predicted = proba.argmax(1)
+    return {
+        "val_accuracy": float(accuracy_score(codes, predicted)),
+        "val_macro_f1": float(f1_score(codes, predicted, average="macro", labels=np.unique(codes), zero_division=0)),
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Cannot store {type(value).__name__} in config.json")

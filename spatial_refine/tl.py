@@ -1,0 +1,5 @@
+"""Tools: one-call functions on AnnData (scanpy style)."""
+
+from ._annotate import annotate, refine
+
+__all__ = ["annotate", "refine"]

@@ -1,0 +1,210 @@
+"""The spatial AnnData layer: graph, RefineAnnotator, sr.tl.refine / annotate."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+import spatial_refine as sr
+from spatial_refine.encoders import GNNEncoder
+from spatial_refine.refine import predict_outputs
+from spatial_refine.refine.graph import GraphBatches, k_hop_nodes
+from spatial_refine.refine.neighbors import neighbor_aggregate
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def grid_tissue(side: int = 24, n_genes: int = 6, seed: int = 0) -> ad.AnnData:
+    """A side x side grid of cells. Each cell has a random type (A or B) written in its gene 0. The label
+    is whether most of its 4 grid neighbours are of type A: a function of the neighbours only, not of
+    the cell itself. The frozen representation is pure noise."""
+    rng = np.random.default_rng(seed)
+    n = side * side
+    cell_type = rng.integers(0, 2, n)
+    X = rng.normal(0, 0.1, size=(n, n_genes)).astype(np.float32)
+    X[:, 0] += cell_type
+    rows, cols = np.divmod(np.arange(n), side)
+    coords = np.c_[cols, rows].astype(float)
+    pairs = [(i, i + 1) for i in range(n) if cols[i] < side - 1] + [(i, i + side) for i in range(n - side)]
+    i, j = np.array(pairs).T
+    adjacency = sp.coo_matrix((np.ones(2 * len(i)), (np.r_[i, j], np.r_[j, i])), shape=(n, n)).tocsr()
+    degree = np.asarray(adjacency.sum(1)).ravel()
+    frac_a = (adjacency @ cell_type) / degree
+    label = np.where(frac_a > 0.5, "niche_A", "niche_B")
+    adata = ad.AnnData(X, obs=pd.DataFrame({"label": label}, index=[f"c{k}" for k in range(n)]))
+    adata.var_names = [f"g{k}" for k in range(n_genes)]
+    adata.obsm["spatial"] = coords
+    adata.obsm["X_rep"] = rng.normal(size=(n, 8)).astype(np.float32)
+    adata.obsp["spatial_connectivities"] = adjacency
+    return adata
+
+
+def hide_labels(adata: ad.AnnData, fraction: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    hidden = rng.random(adata.n_obs) < fraction
+    labels = adata.obs["label"].astype(object).copy()
+    labels[hidden] = np.nan
+    adata.obs["train_label"] = labels
+    return hidden
+
+
+def test_neighbour_only_label_is_learnt_by_refine_not_by_the_probe():
+    adata = grid_tissue()
+    hidden = hide_labels(adata, 0.5)
+    truth = adata.obs["label"].to_numpy()[hidden]
+    scores = {}
+    for strategy in ("refine", "linear_probe", "logreg"):
+        model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy=strategy, n_layers=1).train()
+        proba = model.predict()
+        predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)][hidden]
+        scores[strategy] = (predicted == truth).mean()
+    assert scores["refine"] > 0.85
+    assert scores["linear_probe"] < 0.65  # the representation is noise
+    assert scores["logreg"] < 0.65  # the cell's own expression does not determine its label
+
+
+def test_neighbor_aggregate_by_hand():
+    # path graph 0 - 1 - 2 - 3, one feature: values 0, 1, 2, 3
+    adjacency = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0]]))
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    out = neighbor_aggregate(X, adjacency, n_hops=2)
+    hop1 = np.array([1.0, 1.0, 2.0, 2.0])  # mean of neighbours
+    hop2 = np.array([1.0, 1.5, 1.5, 2.0])  # mean of neighbours' hop-1 values
+    np.testing.assert_allclose(out, np.c_[X[:, 0], hop1, hop2])
+
+
+def test_k_hop_nodes_on_a_path():
+    adjacency = sp.csr_matrix(np.eye(6, k=1) + np.eye(6, k=-1))
+    assert k_hop_nodes(adjacency, np.array([0]), 2).tolist() == [0, 1, 2]
+    assert k_hop_nodes(adjacency, np.array([3]), 1).tolist() == [2, 3, 4]
+
+
+def test_subgraph_minibatches_equal_full_batch_outputs():
+    adata = grid_tissue(side=16)
+    x = torch.from_numpy(adata.X)
+    adjacency = adata.obsp["spatial_connectivities"]
+    torch.manual_seed(0)
+    encoder = GNNEncoder(x.shape[1], hidden=8, n_layers=2).eval()
+
+    class Identity(torch.nn.Module):
+        def forward(self, x=None, features=None, edge_index=None):
+            return encoder(x, edge_index)
+
+    seeds = np.arange(adata.n_obs)
+    full = predict_outputs(Identity(), GraphBatches(adjacency, {"x": x}, seeds, n_hops=2), device="cpu")
+    batches = GraphBatches(adjacency, {"x": x}, seeds, n_hops=2, batch_size=20)
+    mini = predict_outputs(Identity(), batches, device="cpu")
+    order = batches.predict_order()
+    torch.testing.assert_close(mini, full[order], atol=1e-5, rtol=1e-5)
+
+
+def test_spatial_neighbors_respects_slices():
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(rng.normal(size=(60, 3)).astype(np.float32))
+    adata.obsm["spatial"] = rng.random((60, 2))  # both slices overlap in space
+    adata.obs["slice"] = np.repeat(["s1", "s2"], 30)
+    sr.pp.spatial_neighbors(adata, n_neighs=4, library_key="slice")
+    graph = adata.obsp["spatial_connectivities"]
+    rows, cols = graph.nonzero()
+    slices = adata.obs["slice"].to_numpy()
+    assert len(rows) > 0 and (slices[rows] == slices[cols]).all()
+    assert "spatial_neighbors" in adata.uns
+
+
+def test_spatial_neighbors_bad_coordinates():
+    adata = ad.AnnData(np.ones((5, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="obsm\\['spatial'\\] is missing"):
+        sr.pp.spatial_neighbors(adata)
+    adata.obsm["spatial"] = np.array([[0, 0], [1, 1], [np.nan, 2], [3, 3], [4, 4]], dtype=float)
+    with pytest.raises(ValueError, match="NaN"):
+        sr.pp.spatial_neighbors(adata)
+
+
+@pytest.mark.parametrize("strategy", ["refine", "neighbor_logreg", "mlp"])
+def test_save_load_round_trip_and_annotate_a_query_with_another_panel(tmp_path, strategy):
+    adata = grid_tissue(side=16)
+    hide_labels(adata, 0.3)
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy=strategy, n_layers=1)
+    model.train(max_epochs=30)
+    model.save(tmp_path / "m")
+    loaded = sr.RefineAnnotator.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(model.predict(adata), loaded.predict(adata))
+
+    # the same cells with the genes shuffled and one extra gene: identical predictions
+    query = adata[:, adata.var_names[::-1]].copy()
+    query = ad.concat([query, ad.AnnData(np.ones((query.n_obs, 1), np.float32), obs=query.obs[[]])], axis=1,
+                      merge="first")
+    query.var_names = [*adata.var_names[::-1], "extra"]
+    query.obsm = adata.obsm.copy()
+    query.obsp["spatial_connectivities"] = adata.obsp["spatial_connectivities"]
+    sr.tl.annotate(query, tmp_path / "m")
+    expected = model.predict(adata)
+    np.testing.assert_allclose(query.obsm["refine_proba"], expected.to_numpy(), atol=1e-6)
+    assert query.uns["refine"]["gene_overlap"]["n_query_only_ignored"] == 1
+
+
+def test_annotate_fills_missing_genes_and_refuses_small_overlap():
+    adata = grid_tissue(side=12, n_genes=10)
+    hide_labels(adata, 0.3)
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="refine", n_layers=1).train(max_epochs=5)
+    query = adata[:, adata.var_names[:8]].copy()
+    del query.obsp["spatial_connectivities"]  # built from coordinates with the reference's parameters
+    sr.tl.annotate(query, model, confidence_threshold=0.99)
+    assert query.uns["refine"]["gene_overlap"]["n_missing_filled_with_zeros"] == 2
+    assert "spatial_connectivities" in query.obsp
+    assert "Unknown" in query.obs["refine"].cat.categories
+    too_small = adata[:, adata.var_names[:3]].copy()
+    with pytest.raises(ValueError, match="min_gene_overlap"):
+        sr.tl.annotate(too_small, model)
+
+
+def test_tl_refine_writes_only_documented_keys():
+    adata = grid_tissue(side=12)
+    hide_labels(adata, 0.4)
+    before = adata.copy()
+    sr.tl.refine(adata, "train_label", rep_key="X_rep", train_kwargs={"max_epochs": 5})
+    assert set(adata.obs) - set(before.obs) == {"refine", "refine_confidence"}
+    assert set(adata.obsm) - set(before.obsm) == {"refine_proba"}
+    assert set(adata.uns) - set(before.uns) == {"refine"}
+    assert set(adata.obsp) == set(before.obsp)
+    np.testing.assert_array_equal(adata.X, before.X)
+    pd.testing.assert_frame_equal(adata.obs[list(before.obs)], before.obs)
+    assert adata.obs["refine"].dtype == "category"
+    np.testing.assert_allclose(adata.obsm["refine_proba"].sum(1), 1.0, atol=1e-5)
+    assert list(adata.uns["refine"]["classes"]) == ["niche_A", "niche_B"]
+    assert 0.0 <= adata.uns["refine"]["metrics"]["val_macro_f1"] <= 1.0
+
+
+def test_training_is_reproducible():
+    adata = grid_tissue(side=12)
+    hide_labels(adata, 0.4)
+    p1 = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=10).predict()
+    p2 = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=10).predict()
+    pd.testing.assert_frame_equal(p1, p2)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "kwargs", "message"),
+    [
+        (lambda a: a.obsm.pop("X_rep"), {}, "frozen representation"),
+        (lambda a: a.obsp.pop("spatial_connectivities"), {}, "spatial graph"),
+        (lambda a: a.X.__setitem__((0, 0), np.nan), {}, "NaN"),
+        (lambda a: None, {"labels_key": "nope"}, "not a column"),
+        (lambda a: a.obs.__setitem__("train_label", ["x"] + ["y"] * (a.n_obs - 1)), {}, "single labelled cell"),
+        (lambda a: a.obs.__setitem__("train_label", np.nan), {}, "no labelled cell"),
+        (lambda a: None, {"strategy": "magic"}, "Unknown strategy"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(mutate, kwargs, message):
+    adata = grid_tissue(side=8)
+    hide_labels(adata, 0.3)
+    mutate(adata)
+    options = {"labels_key": "train_label", "rep_key": "X_rep", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        sr.RefineAnnotator(adata, options.pop("labels_key"), **options).train(max_epochs=2)
