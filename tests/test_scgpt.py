@@ -185,6 +185,7 @@ def test_normalize_keys_renames_and_strips_module_prefix():
         normalize_keys(both)
 
 
+@pytest.mark.filterwarnings("ignore:.*express none of the matched genes")
 def test_missing_tensors_are_refused_by_name(tmp_path, model_dir):
     bad = _write(tmp_path / "bad")
     state = raw_state(bad)
