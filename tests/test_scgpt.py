@@ -245,6 +245,15 @@ def test_unknown_args_and_extra_heads_are_tolerated(tmp_path, model_dir):
     np.testing.assert_array_equal(embed(adata, other), embed(adata, model_dir))
 
 
+def test_minimal_args_json_of_organ_checkpoints_loads(tmp_path, model_dir):
+    """Organ checkpoints carry fewer keys: the four sizes and the pad token are enough."""
+    organ = _write(tmp_path / "organ")
+    minimal = {"embsize": D, "nheads": NHEADS, "d_hid": D_HID, "nlayers": NLAYERS, "pad_token": "<pad>"}
+    (organ / "args.json").write_text(json.dumps(minimal))
+    adata = make_adata(12)
+    np.testing.assert_array_equal(embed(adata, organ), embed(adata, model_dir))
+
+
 def test_half_precision_weights_load_as_float32(tmp_path, model_dir):
     half = _write(tmp_path / "half")
     torch.save({k: v.half() for k, v in raw_state(half).items()}, half / "best_model.pt")
@@ -685,3 +694,25 @@ def test_real_vocab_and_mouse_seqfish_slice(tmp_path):
     assert emb.shape == (300, 16) and np.isfinite(emb).all()
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     assert np.unique(emb.round(4), axis=0).shape[0] > 250  # cells differ
+
+
+@pytest.mark.data
+def test_backed_real_counts_file_streams_like_in_memory(tmp_path):
+    """osmFISH raw counts, the whole file read backed in small chunks, equal to the in-memory result."""
+    vocab_path = _data_dir() / "scgpt" / "vocab_default_census.json"
+    h5ad = _data_dir() / "spatial" / "osmfish_codeluppi_cortex.h5ad"
+    if not (vocab_path.is_file() and h5ad.is_file()):
+        pytest.skip(f"real data not found under {_data_dir()} (set SPATIAL_REFINE_DATA_DIR)")
+    census = json.loads(vocab_path.read_text())
+    folder = write_random_checkpoint(
+        tmp_path / "human", sorted(census, key=census.get), embsize=16, nheads=2, d_hid=16, nlayers=1
+    )
+    opts = {"gene_symbol_case": "upper", "batch_size": 128, "progress": False}
+    backed = ad.read_h5ad(h5ad, backed="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sr.tl.scgpt_embed(backed, folder, chunk_size=500, **opts)
+        in_memory = sr.tl.scgpt_embed(ad.read_h5ad(h5ad), folder, copy=True, **opts)
+    np.testing.assert_allclose(backed.obsm["X_scGPT"], in_memory.obsm["X_scGPT"], atol=1e-5)
+    assert backed.uns["X_scGPT"]["genes"]["n_matched"] == sum(g.upper() in census for g in backed.var_names)
+    backed.file.close()
