@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -265,7 +266,7 @@ def write_results(out: Path, rows: list[dict], info: dict, data_desc: str, args:
         "# scGPT embedding benchmark",
         "",
         f"Run {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with "
-        f"`python benchmarks/bench_scgpt_embed.py {' '.join(sys.argv[1:])}`.",
+        f"`python benchmarks/bench_scgpt_embed.py {shlex.join(sys.argv[1:])}`.",
         "",
         "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".",
         "",

@@ -531,12 +531,15 @@ def test_seed_changes_only_random_draws(model_dir):
     assert np.allclose(a[[3, 4]], b[[3, 4]])  # the <cls>-only cells have nothing to draw
 
 
-def test_dense_sparse_layer_and_backed_agree(tmp_path, model_dir):
+def test_dense_sparse_layer_and_backed_agree(tmp_path, model_dir, monkeypatch):
     adata = make_adata()
     ref = embed(adata, model_dir)
     dense = adata.copy()
     dense.X = dense.X.toarray()
     np.testing.assert_allclose(embed(dense, model_dir), ref, atol=1e-5)
+    monkeypatch.setattr("spatial_refine.scgpt.embed._DENSE_SLICE_VALUES", 3 * adata.n_vars)  # 3-row slices
+    np.testing.assert_allclose(embed(dense, model_dir, chunk_size=10), ref, atol=1e-5)
+    monkeypatch.undo()
     csc = adata.copy()
     csc.X = sp.csc_matrix(csc.X)
     np.testing.assert_allclose(embed(csc, model_dir), ref, atol=1e-5)

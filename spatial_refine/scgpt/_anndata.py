@@ -154,7 +154,9 @@ def scgpt_embed(
             UserWarning,
             stacklevel=2,
         )
-    n_genes = scan_expression(X, match.columns, chunk_size=chunk, name=where, row_names=adata.obs_names)
+    n_genes = scan_expression(
+        X, match.columns, chunk_size=chunk, name=where, row_names=adata.obs_names, progress=progress
+    )
     empty = np.flatnonzero(n_genes == 0)
     if len(empty):
         warnings.warn(

@@ -79,12 +79,19 @@ def resolve_precision(precision: Precision, device: torch.device) -> str:
     return precision
 
 
-def _to_csr(block: Any) -> sp.csr_matrix:
-    if sp.issparse(block):
-        return sp.csr_matrix(block)
-    if hasattr(block, "compute"):  # dask
-        block = block.compute()
-    return sp.csr_matrix(np.asarray(block))
+#: Dense rows are read in slices of about this many values, so a dense chunk never sits in memory whole.
+_DENSE_SLICE_VALUES = 2**23
+
+
+def _dense_rows(X: Any, start: int, stop: int, columns: np.ndarray) -> sp.csr_matrix:
+    step = max(1, _DENSE_SLICE_VALUES // max(X.shape[1], 1))
+    parts = []
+    for a in range(start, stop, step):
+        rows = X[a : min(a + step, stop)]
+        if hasattr(rows, "compute"):  # dask
+            rows = rows.compute()
+        parts.append(sp.csr_matrix(np.asarray(rows)[:, columns]))
+    return sp.csr_matrix(sp.vstack(parts, format="csr"))
 
 
 def iter_row_blocks(X: Any, columns: np.ndarray, chunk_size: int) -> Iterator[tuple[int, sp.csr_matrix]]:
@@ -104,9 +111,13 @@ def iter_row_blocks(X: Any, columns: np.ndarray, chunk_size: int) -> Iterator[tu
     if sp.issparse(X) and X.format != "csr":
         # In-memory non-CSR: slicing its rows repeatedly would be quadratic; convert the used part once.
         X, columns = X[:, columns].tocsr(), np.arange(len(columns))
+    sparse_rows = sp.issparse(X) or hasattr(X, "format")  # SciPy, or an AnnData backed sparse dataset
     for start in range(0, n_rows, chunk_size):
-        block = X[start : min(start + chunk_size, n_rows)]
-        block = _to_csr(block[:, columns] if sp.issparse(block) else np.asarray(block)[:, columns])
+        stop = min(start + chunk_size, n_rows)
+        if sparse_rows:
+            block = sp.csr_matrix(X[start:stop][:, columns])
+        else:
+            block = _dense_rows(X, start, stop, columns)
         block.sort_indices()
         yield start, block
 
@@ -122,6 +133,7 @@ def scan_expression(
     chunk_size: int = 2048,
     name: str = "X",
     row_names: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """Validate the used columns (finite, non-negative) and count each cell's expressed genes.
 
@@ -137,13 +149,17 @@ def scan_expression(
         How to call the matrix in error messages (e.g. ``"adata.layers['counts']"``).
     row_names
         Cell names for error messages.
+    progress
+        Show a progress bar.
 
     Returns
     -------
     Number of nonzero matched genes per cell (int64).
     """
     counts = np.zeros(X.shape[0], dtype=np.int64)
+    bar = tqdm(total=X.shape[0], unit="cell", desc="scGPT input check", disable=not progress, leave=False)
     for start, block in iter_row_blocks(X, columns, chunk_size):
+        bar.update(block.shape[0])
         data = block.data
         for bad, what, fix in (
             (~np.isfinite(data), "NaN or infinite", "remove or fill them (e.g. with 0) first"),
@@ -163,6 +179,7 @@ def scan_expression(
         counts[start : start + block.shape[0]] = np.bincount(
             _row_ids(block)[data != 0], minlength=block.shape[0]
         )
+    bar.close()
     return counts
 
 
