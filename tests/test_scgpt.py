@@ -292,6 +292,10 @@ def test_missing_files_are_named(tmp_path):
         load_pretrained(folder)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         sr.tl.scgpt_embed(make_adata(5), tmp_path / "nowhere", progress=False)
+    broken = _write(tmp_path / "broken_json")
+    (broken / "args.json").write_text('{"embsize": 32,')
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        load_pretrained(broken)
 
 
 def test_config_and_vocab_validation():
