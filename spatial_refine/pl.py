@@ -1,0 +1,134 @@
+"""Plots: predicted labels in space, confusion matrix, training curves, benchmark comparison."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ._constants import RESULT_KEY, SPATIAL_KEY
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["benchmark", "confusion_matrix", "spatial", "training_curves"]
+
+
+def spatial(
+    adata: AnnData,
+    key: str = RESULT_KEY,
+    *,
+    spatial_key: str = SPATIAL_KEY,
+    confidence: bool = True,
+    size: float | None = None,
+    show: bool | None = None,
+    **kwargs: Any,
+) -> list[Axes] | None:
+    """Predicted labels (and their confidence) at the cells' coordinates, with scanpy's embedding plot.
+
+    Parameters
+    ----------
+    adata
+        Annotated cells (after :func:`spatial_refine.tl.refine` or :func:`~spatial_refine.tl.annotate`).
+    key
+        The ``key_added`` of that call.
+    spatial_key
+        ``obsm`` key of the coordinates.
+    confidence
+        Add a panel with ``obs[f"{key}_confidence"]``.
+    size
+        Point size.
+    show
+        Show the figure (scanpy's convention); otherwise return the axes.
+    **kwargs
+        Passed to :func:`scanpy.pl.embedding`.
+    """
+    import scanpy as sc
+
+    if key not in adata.obs:
+        raise ValueError(f"adata.obs[{key!r}] is missing: run sr.tl.refine or sr.tl.annotate first.")
+    if spatial_key not in adata.obsm:
+        raise ValueError(f"adata.obsm[{spatial_key!r}] (coordinates) is missing.")
+    colors = [key]
+    if confidence and f"{key}_confidence" in adata.obs:
+        colors.append(f"{key}_confidence")
+    return sc.pl.embedding(adata, basis=spatial_key, color=colors, size=size, show=show, **kwargs)
+
+
+def confusion_matrix(
+    adata: AnnData, true_key: str, pred_key: str = RESULT_KEY, *, normalize: bool = True, ax: Axes | None = None
+) -> Axes:
+    """Row-normalised confusion matrix of ``obs[pred_key]`` against ``obs[true_key]`` (cells with both)."""
+    import matplotlib.pyplot as plt
+
+    for key in (true_key, pred_key):
+        if key not in adata.obs:
+            raise ValueError(f"adata.obs[{key!r}] is missing.")
+    frame = adata.obs[[true_key, pred_key]].dropna().astype(str)
+    table = pd.crosstab(frame[true_key], frame[pred_key])
+    if normalize:
+        table = table.div(table.sum(1), axis=0)
+    ax = ax or plt.subplots(figsize=(0.45 * table.shape[1] + 3, 0.45 * table.shape[0] + 2))[1]
+    image = ax.imshow(table.to_numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None, aspect="auto")
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=90)
+    ax.set_yticks(range(table.shape[0]), table.index)
+    ax.set_xlabel(f"predicted ({pred_key})")
+    ax.set_ylabel(f"true ({true_key})")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, label="fraction of row" if normalize else "cells")
+    return ax
+
+
+def training_curves(model: Any, *, ax: Axes | None = None) -> Axes:
+    """Training and validation loss per epoch of a trained model (a ``RefineAnnotator`` or estimator),
+    with the restored best epoch marked."""
+    import matplotlib.pyplot as plt
+
+    history = getattr(model, "history_", None)
+    if history is None or not history.train_loss:
+        raise ValueError("This model has no training history (scikit-learn baselines and loaded models have none).")
+    ax = ax or plt.subplots(figsize=(5, 3.5))[1]
+    epochs = np.arange(1, len(history.train_loss) + 1)
+    ax.plot(epochs, history.train_loss, label="train")
+    if history.val_loss:
+        ax.plot(epochs, history.val_loss, label="validation")
+        ax.axvline(history.best_epoch + 1, color="grey", linestyle="--", label=f"best epoch ({history.best_epoch + 1})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(frameon=False)
+    return ax
+
+
+def benchmark(
+    results: pd.DataFrame,
+    *,
+    metric: str = "macro_f1",
+    method_key: str = "method",
+    group_key: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Mean +- std of ``metric`` per method (one row per run in ``results``), grouped if asked
+    (e.g. by number of labelled cells)."""
+    import matplotlib.pyplot as plt
+
+    for column in (metric, method_key, *([group_key] if group_key else [])):
+        if column not in results:
+            raise ValueError(f"results has no column {column!r}.")
+    groups = [None] if group_key is None else list(pd.unique(results[group_key]))
+    methods = list(pd.unique(results[method_key]))
+    ax = ax or plt.subplots(figsize=(max(5, 0.9 * len(methods) * len(groups)), 3.5))[1]
+    width = 0.8 / len(methods)
+    for k, method in enumerate(methods):
+        rows = results[results[method_key] == method]
+        stats = [rows if g is None else rows[rows[group_key] == g] for g in groups]
+        means = [s[metric].mean() for s in stats]
+        stds = [s[metric].std(ddof=0) for s in stats]
+        ax.bar(np.arange(len(groups)) + k * width, means, width, yerr=stds, label=method, capsize=2)
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, ["" if g is None else str(g) for g in groups])
+    if group_key:
+        ax.set_xlabel(group_key)
+    ax.set_ylabel(metric)
+    ax.legend(frameon=False, fontsize="small", ncol=2)
+    return ax.figure

@@ -1,0 +1,56 @@
+"""Plots draw what they claim from the documented keys."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import spatial_refine as sr
+from spatial_refine.refine import History
+
+
+@pytest.fixture
+def annotated():
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(rng.normal(size=(6, 2)).astype(np.float32))
+    adata.obsm["spatial"] = rng.random((6, 2))
+    adata.obs["truth"] = pd.Categorical(["a", "a", "b", "b", "b", "a"])
+    adata.obs["refine"] = pd.Categorical(["a", "b", "b", "b", "b", "a"])
+    adata.obs["refine_confidence"] = np.linspace(0.5, 1.0, 6).astype(np.float32)
+    return adata
+
+
+def test_confusion_matrix_rows_are_fractions(annotated):
+    ax = sr.pl.confusion_matrix(annotated, "truth")
+    values = ax.images[0].get_array()
+    # truth a: 2 of 3 predicted a, 1 predicted b; truth b: all 3 predicted b
+    np.testing.assert_allclose(values, [[2 / 3, 1 / 3], [0.0, 1.0]])
+
+
+def test_spatial_plot_has_a_label_and_a_confidence_panel(annotated):
+    axes = sr.pl.spatial(annotated, show=False)
+    assert len(axes) == 2
+    with pytest.raises(ValueError, match="missing"):
+        sr.pl.spatial(annotated, key="nothing", show=False)
+
+
+def test_training_curves_mark_the_best_epoch():
+    class Model:
+        history_ = History(train_loss=[1.0, 0.5, 0.4], val_loss=[1.1, 0.6, 0.7], best_epoch=1)
+
+    ax = sr.pl.training_curves(Model())
+    assert len(ax.lines) == 3
+    assert ax.lines[2].get_xdata()[0] == 2  # best epoch, 1-based
+
+
+def test_benchmark_bars_are_means_per_method():
+    results = pd.DataFrame({"method": ["x", "x", "y", "y"], "macro_f1": [0.2, 0.4, 0.6, 0.8]})
+    fig = sr.pl.benchmark(results)
+    heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
+    assert heights == [0.3, 0.7]
