@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -115,9 +117,9 @@ def transferability(
 
 
 def _log(msg: str) -> None:
-    """Log through scanpy (respects ``scanpy.settings.verbosity``) when it is installed."""
-    try:
-        from scanpy import logging as logg
-    except ImportError:  # pragma: no cover
-        return
-    logg.info(msg)
+    """Log through scanpy (respects ``scanpy.settings.verbosity``) if it is loaded, else ``logging``."""
+    scanpy = sys.modules.get("scanpy")
+    if scanpy is not None:
+        scanpy.logging.info(msg)
+    else:
+        logging.getLogger(__name__).info(msg)

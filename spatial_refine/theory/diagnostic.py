@@ -363,6 +363,50 @@ def transferability_diagnostic(
     ValueError
         Non-finite inputs, mismatched lengths, a single class, too few cells per class, bad sizes.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n_threads):
+        return _diagnostic(
+            rep,
+            raw,
+            labels,
+            train_sizes=train_sizes,
+            n_sizes=n_sizes,
+            n_seeds=n_seeds,
+            test_size=test_size,
+            metric=metric,
+            scratch_model=scratch_model,
+            tol=tol,
+            raw_n_components=raw_n_components,
+            rep_n_components=rep_n_components,
+            min_cells_per_class=min_cells_per_class,
+            C=C,
+            max_iter=max_iter,
+            n_threads=n_threads,
+            random_state=random_state,
+        )
+
+
+def _diagnostic(
+    rep: ArrayLike,
+    raw: ArrayLike,
+    labels: ArrayLike,
+    *,
+    train_sizes: ArrayLike | None,
+    n_sizes: int,
+    n_seeds: int,
+    test_size: float,
+    metric: str,
+    scratch_model: str,
+    tol: float,
+    raw_n_components: int | None,
+    rep_n_components: int | None,
+    min_cells_per_class: int,
+    C: float,
+    max_iter: int,
+    n_threads: int | None,
+    random_state: int,
+) -> TransferabilityReport:
     t0 = time.perf_counter()
     if metric not in _METRICS:
         raise ValueError(f"`metric` must be one of {_METRICS}, got {metric!r}.")

@@ -228,14 +228,23 @@ def simulate_phase_diagram(
     progress
         Show a tqdm progress bar over ``gammas``.
     """
-    from .simulate import GDConfig, make_task_vectors, pretrain_source, simulate_transfer
+    from .simulate import (
+        FINETUNE_CONFIG,
+        SCRATCH_CONFIG,
+        GDConfig,
+        make_task_vectors,
+        pretrain_source,
+        simulate_transfer,
+    )
 
     g = _grid(gammas, "gammas")
     th = _grid(thetas, "thetas")
     if np.any(g <= 0):
         raise ValueError("`gammas` must be positive.")
-    sc_cfg = scratch_config or GDConfig(tol=1e-6, max_steps=10_000)
-    ft_cfg = finetune_config or GDConfig(tol=1e-9 if dtype == "float32" else 1e-10, max_steps=5_000)
+    sc_cfg = scratch_config or SCRATCH_CONFIG
+    ft_cfg = finetune_config or (
+        GDConfig(lr_factor=0.25, tol=1e-9, max_steps=5_000) if dtype == "float32" else FINETUNE_CONFIG
+    )
     shape = (g.size, th.size)
     names = ["scratch", *methods]
     t_grid = {m: np.full(shape, np.nan) for m in methods}

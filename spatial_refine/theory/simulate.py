@@ -26,6 +26,8 @@ import torch
 from ._torch_utils import as_generator, gram_lambda_max, resolve_dtype, unit_rows
 
 __all__ = [
+    "FINETUNE_CONFIG",
+    "SCRATCH_CONFIG",
     "DeepLinearNetwork",
     "EmpiricalProblem",
     "GDConfig",
@@ -168,6 +170,12 @@ class GDConfig:
     max_steps: int = 10_000
     tol: float = 1e-10
     check_every: int = 25
+
+
+#: Defaults: scratch stops within 1e-6 of the minimum-norm solution (the paper's rule); fine-tuning and
+#: REFINE take smaller steps because their limits depend on the path (the balancedness of the weights).
+SCRATCH_CONFIG = GDConfig(tol=1e-6, max_steps=10_000)
+FINETUNE_CONFIG = GDConfig(lr_factor=0.25, tol=1e-10, max_steps=5_000)
 
 
 @dataclass
@@ -339,7 +347,7 @@ def scratch(
     """
     n_inst, n_t, _ = y.shape
     d = x.shape[-1]
-    cfg = config or GDConfig(tol=1e-6 if stop_at_min_norm else 1e-10)
+    cfg = config or (SCRATCH_CONFIG if stop_at_min_norm else GDConfig())
     weights = init_deep_linear(
         (n_inst, n_t), d, depth, width, init_scale, random_state=random_state, dtype=x.dtype
     )
@@ -400,7 +408,7 @@ def finetune(
     Returns the fine-tuned ``beta`` ``(I, T, d)`` and the result; the input weights are not modified.
     """
     n_t = y.shape[1]
-    cfg = config or GDConfig()
+    cfg = config or FINETUNE_CONFIG
     net = DeepLinearNetwork([w[:, None].expand(-1, n_t, -1, -1).clone() for w in weights])
     res = gradient_descent(net, EmpiricalProblem(x, y), cfg)
     return net.forward(), res
@@ -557,7 +565,13 @@ def simulate_transfer(
         from .refine_linear import refine_train
 
         beta_ref, k, res = refine_train(
-            weights[0], beta_s, x, y, init_scale=init_scale, config=finetune_config, random_state=gen
+            weights[0],
+            beta_s,
+            x,
+            y,
+            init_scale=init_scale,
+            config=finetune_config or FINETUNE_CONFIG,
+            random_state=gen,
         )
         risks["refine"], conv["refine"] = risk(beta_ref), res.converged.numpy()
         extras["refine_k"] = k.numpy()
