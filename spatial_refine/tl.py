@@ -12,6 +12,7 @@ _FUNCTIONS = {
     "refine": "spatial_refine._annotate",
     "annotate": "spatial_refine._annotate",
     "scgpt_embed": "spatial_refine.scgpt._anndata",
+    "transferability": "spatial_refine.theory._anndata",
 }
 
 __all__ = sorted(_FUNCTIONS)
