@@ -49,6 +49,7 @@ def plot_phase_diagram(
     vmax: float = 1.0,
     reference: PhaseDiagram | None = None,
     hatch_negative: bool = True,
+    negative_tol: float = 0.01,
     colorbar: bool = True,
     title: str | None = None,
 ) -> Any:
@@ -66,10 +67,12 @@ def plot_phase_diagram(
         Colour range ``[-vmax, vmax]`` (values are clipped; the divergent scratch risk at ``gamma = 1`` shows
         as saturated).
     reference
-        A diagram whose ``T = 0`` contour is drawn as a black line (default: ``diagram`` itself); pass the
-        theory to overlay the predicted boundary on a simulation.
+        A diagram whose negative-transfer boundary (``T = 0`` contour) is drawn as a black line (default:
+        ``diagram`` itself); pass the theory to overlay the predicted boundary on a simulation.
     hatch_negative
-        Hatch cells with ``T < 0`` (negative transfer).
+        Hatch cells with ``T < -negative_tol`` (negative transfer beyond noise).
+    negative_tol
+        Tolerance for hatching (simulated zeros fluctuate around 0).
     colorbar
         Add a colour bar.
     title
@@ -91,7 +94,7 @@ def plot_phase_diagram(
         shading="flat",
     )
     if hatch_negative:
-        neg = np.where(np.isfinite(t), (t < 0).astype(float), 0.0)
+        neg = np.where(np.isfinite(t) | np.isneginf(t), (t < -negative_tol).astype(float), 0.0)
         if neg.any() and x.size > 1 and y.size > 1:
             ax.contourf(x, y, neg.T, levels=[0.5, 1.5], colors="none", hatches=["///"])
     ref = reference if reference is not None else diagram
@@ -105,6 +108,7 @@ def plot_phase_diagram(
             colors="k",
             linewidths=1.2,
         )
+    ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(90.0, ax.get_ylim()[1]))
     ax.set_xlabel(r"$\gamma = n/d$")
     ax.set_ylabel(r"$\theta$ (degrees)")
     kind = diagram.kind + (f", d={diagram.d}" if diagram.d is not None else r", $d\to\infty$")
@@ -225,6 +229,7 @@ def plot_learning_curves(report: TransferabilityReport, *, metric: str | None = 
 
 def plot_relu_transfer(result: ReluTransferResult, *, ax: Any = None) -> Any:
     """ReLU student-teacher: risks against ``n`` per ablation fraction; dashed: irreducible ``||P_perp f_t||^2``."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -244,6 +249,8 @@ def plot_relu_transfer(result: ReluTransferResult, *, ax: Any = None) -> Any:
         ax.axhline(result.irreducible[i].mean(), color=color, ls="--", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(result.ns, [str(n) for n in result.ns])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("target samples n")
     ax.set_ylabel("population risk")
     ax.legend(fontsize=6.5)
