@@ -100,12 +100,14 @@ def plot_phase_diagram(
     ref = reference if reference is not None else diagram
     t_ref = ref.transferability.get(method)
     if t_ref is not None and x.size > 1 and y.size > 1:
+        # Level just below 0: the boundary of {T < 0}, not the edge of regions where T is exactly 0.
         ax.contour(
             ref.gammas,
             np.degrees(ref.thetas),
             _finite_for_contour(t_ref, vmax).T,
-            levels=[0.0],
+            levels=[-1e-6],
             colors="k",
+            linestyles="solid",
             linewidths=1.2,
         )
     ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(90.0, ax.get_ylim()[1]))
