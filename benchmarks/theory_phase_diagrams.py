@@ -227,10 +227,12 @@ def main() -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, deg in zip(axes, (45, 70)):
         theta = sim.thetas[int(np.argmin(np.abs(sim.thetas - np.deg2rad(deg))))]  # a simulated angle
-        plot.plot_transfer_curves(theta, args.sigma, d=args.d, lam=0.1, simulation=sim, ax=ax)
+        plot.plot_transfer_curves(
+            theta, args.sigma, d=args.d, lam=0.1, simulation=sim, ax=ax, legend=deg == 45
+        )
         ax.set_title(
             f"theta = {np.degrees(theta):.1f} deg, sigma = {args.sigma}: lines theory (d={args.d}), "
-            "markers simulation (+- s.e.m.)",
+            "markers simulation",
             fontsize=9,
         )
     fig.tight_layout()

@@ -154,6 +154,7 @@ def plot_transfer_curves(
     simulation: PhaseDiagram | None = None,
     ax: Any = None,
     ylim: tuple[float, float] = (-1.0, 1.0),
+    legend: bool = True,
 ) -> Any:
     """Transferability against ``gamma`` at one angle: linear transfer, fine-tuning and REFINE on the same axes.
 
@@ -194,7 +195,8 @@ def plot_transfer_curves(
     ax.set_xlabel(r"$\gamma = n/d$")
     ax.set_ylabel(r"transferability $T$")
     ax.set_title(rf"$\theta$ = {np.degrees(theta):.0f}°, $\sigma$ = {sigma:g}", fontsize=9)
-    ax.legend(fontsize=6.5, loc="lower left")
+    if legend:
+        ax.legend(fontsize=6.5, loc="lower left")
     return ax
 
 

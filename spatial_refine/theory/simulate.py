@@ -69,6 +69,7 @@ class PopulationProblem:
         self.lambda_max = torch.ones(beta_star.shape[0], dtype=beta_star.dtype)
 
     def grad(self, beta: torch.Tensor) -> torch.Tensor:
+        """``dL/dbeta`` for ``beta`` of shape ``(I, T, d)``."""
         return beta - self.beta_star
 
 
@@ -95,6 +96,7 @@ class EmpiricalProblem:
         self.lambda_max = gram_lambda_max(x)
 
     def grad(self, beta: torch.Tensor) -> torch.Tensor:
+        """``dL/dbeta = X^T (X beta - y) / n`` for ``beta`` of shape ``(I, T, d)``."""
         if self.use_samples:
             resid = beta @ self.x.transpose(-1, -2) - self.y
             return resid @ self.x / self.n
@@ -446,6 +448,7 @@ class TransferSimulation:
 
     @property
     def gamma(self) -> float:
+        """``n / d``."""
         return self.n / self.d
 
     def mean_risk(self, method: str) -> np.ndarray:
