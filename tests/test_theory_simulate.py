@@ -151,6 +151,7 @@ def test_negative_transfer_appears_where_formulas_say(pretrained):
             n_instances=N_INST,
             methods=("scratch", "linear", "refine"),
             lam=0.0,
+            finetune_config=sm.GDConfig(lr_factor=0.25, max_steps=2000),
             pretrained=(beta_s, weights),
             random_state=8,
         )

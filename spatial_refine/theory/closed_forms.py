@@ -102,8 +102,10 @@ def _chi2_expectation(n: int, fn: Any, n_grid: int = 4001) -> float:
     lo = max(0.0, n - 14.0 * math.sqrt(2.0 * n) - 10.0)
     hi = n + 14.0 * math.sqrt(2.0 * n) + 40.0
     s = np.linspace(lo, hi, n_grid)
+    power = n / 2 - 1
     with np.errstate(divide="ignore"):
-        logpdf = (n / 2 - 1) * np.log(s) - s / 2 - (n / 2) * math.log(2.0) - math.lgamma(n / 2)
+        log_s_term = power * np.log(s) if power != 0 else np.zeros_like(s)
+    logpdf = log_s_term - s / 2 - (n / 2) * math.log(2.0) - math.lgamma(n / 2)
     pdf = np.exp(logpdf)
     pdf[~np.isfinite(pdf)] = 0.0
     vals = fn(s) * pdf

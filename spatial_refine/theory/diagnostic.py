@@ -257,7 +257,7 @@ def _run_curves(
     max_iter: int,
     random_state: int,
 ) -> list[dict[str, Any]]:
-    """Fit every model on nested stratified subsamples of each seed's training pool; score on its test set."""
+    """Fit every model on stratified subsamples of each seed's training pool; score on its held-out test set."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, f1_score
 

@@ -6,11 +6,14 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import closed_forms as cf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .simulate import GDConfig
 
 __all__ = ["METHODS", "PhaseDiagram", "sign_agreement", "simulate_phase_diagram", "theory_phase_diagram"]
 
@@ -60,6 +63,7 @@ class PhaseDiagram:
 
     @property
     def methods(self) -> tuple[str, ...]:
+        """Methods with a transferability grid."""
         return tuple(self.transferability)
 
     def negative_mask(self, method: str, tol: float = 0.0) -> np.ndarray:
@@ -190,8 +194,8 @@ def simulate_phase_diagram(
     width: int | None = None,
     init_scale: float = 1e-5,
     lam: float = 0.1,
-    scratch_config: Any = None,
-    finetune_config: Any = None,
+    scratch_config: GDConfig | None = None,
+    finetune_config: GDConfig | None = None,
     dtype: str = "float32",
     num_threads: int | None = None,
     random_state: int = 0,

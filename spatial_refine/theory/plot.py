@@ -49,6 +49,7 @@ def plot_phase_diagram(
     vmax: float = 1.0,
     reference: PhaseDiagram | None = None,
     hatch_negative: bool = True,
+    negative_tol: float = 0.01,
     colorbar: bool = True,
     title: str | None = None,
 ) -> Any:
@@ -66,10 +67,12 @@ def plot_phase_diagram(
         Colour range ``[-vmax, vmax]`` (values are clipped; the divergent scratch risk at ``gamma = 1`` shows
         as saturated).
     reference
-        A diagram whose ``T = 0`` contour is drawn as a black line (default: ``diagram`` itself); pass the
-        theory to overlay the predicted boundary on a simulation.
+        A diagram whose negative-transfer boundary (``T = 0`` contour) is drawn as a black line (default:
+        ``diagram`` itself); pass the theory to overlay the predicted boundary on a simulation.
     hatch_negative
-        Hatch cells with ``T < 0`` (negative transfer).
+        Hatch cells with ``T < -negative_tol`` (negative transfer beyond noise).
+    negative_tol
+        Tolerance for hatching (simulated zeros fluctuate around 0).
     colorbar
         Add a colour bar.
     title
@@ -91,20 +94,23 @@ def plot_phase_diagram(
         shading="flat",
     )
     if hatch_negative:
-        neg = np.where(np.isfinite(t), (t < 0).astype(float), 0.0)
+        neg = np.where(np.isfinite(t) | np.isneginf(t), (t < -negative_tol).astype(float), 0.0)
         if neg.any() and x.size > 1 and y.size > 1:
             ax.contourf(x, y, neg.T, levels=[0.5, 1.5], colors="none", hatches=["///"])
     ref = reference if reference is not None else diagram
     t_ref = ref.transferability.get(method)
     if t_ref is not None and x.size > 1 and y.size > 1:
+        # Level just below 0: the boundary of {T < 0}, not the edge of regions where T is exactly 0.
         ax.contour(
             ref.gammas,
             np.degrees(ref.thetas),
             _finite_for_contour(t_ref, vmax).T,
-            levels=[0.0],
+            levels=[-1e-6],
             colors="k",
+            linestyles="solid",
             linewidths=1.2,
         )
+    ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(90.0, ax.get_ylim()[1]))
     ax.set_xlabel(r"$\gamma = n/d$")
     ax.set_ylabel(r"$\theta$ (degrees)")
     kind = diagram.kind + (f", d={diagram.d}" if diagram.d is not None else r", $d\to\infty$")
@@ -148,6 +154,7 @@ def plot_transfer_curves(
     simulation: PhaseDiagram | None = None,
     ax: Any = None,
     ylim: tuple[float, float] = (-1.0, 1.0),
+    legend: bool = True,
 ) -> Any:
     """Transferability against ``gamma`` at one angle: linear transfer, fine-tuning and REFINE on the same axes.
 
@@ -188,7 +195,8 @@ def plot_transfer_curves(
     ax.set_xlabel(r"$\gamma = n/d$")
     ax.set_ylabel(r"transferability $T$")
     ax.set_title(rf"$\theta$ = {np.degrees(theta):.0f}°, $\sigma$ = {sigma:g}", fontsize=9)
-    ax.legend(fontsize=6.5, loc="lower left")
+    if legend:
+        ax.legend(fontsize=6.5, loc="lower left")
     return ax
 
 
@@ -225,6 +233,7 @@ def plot_learning_curves(report: TransferabilityReport, *, metric: str | None = 
 
 def plot_relu_transfer(result: ReluTransferResult, *, ax: Any = None) -> Any:
     """ReLU student-teacher: risks against ``n`` per ablation fraction; dashed: irreducible ``||P_perp f_t||^2``."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -244,6 +253,8 @@ def plot_relu_transfer(result: ReluTransferResult, *, ax: Any = None) -> Any:
         ax.axhline(result.irreducible[i].mean(), color=color, ls="--", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(result.ns, [str(n) for n in result.ns])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("target samples n")
     ax.set_ylabel("population risk")
     ax.legend(fontsize=6.5)

@@ -65,6 +65,7 @@ class RefineLinearNetwork:
         return (self.u.transpose(-1, -2) @ self.v.transpose(-1, -2)).squeeze(-2)
 
     def forward(self) -> torch.Tensor:
+        """End-to-end vectors ``beta = W_1 w + V u``, shape ``(I, T, d)``."""
         return self.frozen_part() + self.residual_part()
 
     def update(self, g: torch.Tensor, lr: torch.Tensor) -> None:

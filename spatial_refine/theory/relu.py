@@ -182,9 +182,10 @@ def train_student_empirical(
     return w, a / m
 
 
-def readout_fit(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lam: float = 1e-6) -> torch.Tensor:
+def readout_fit(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lam: float = 1e-3) -> torch.Tensor:
     """Linear transfer: ridge readout ``c`` on frozen features ``relu(X W^T)`` (``n lam`` penalty).
 
+    A small ridge (default ``1e-3``) tames the interpolation peak of the readout at ``n = m``.
     Returns coefficients ``(B, m)`` for ``f = sum_i c_i relu(w_i . x)``.
     """
     n = x.shape[-2]
@@ -266,7 +267,7 @@ def simulate_relu_transfer(
     pretrain_steps: int = 2000,
     scratch_steps: int = 2000,
     lr: float = 1.0,
-    lam: float = 1e-6,
+    lam: float = 1e-3,
     dtype: torch.dtype | str = torch.float64,
     random_state: int | np.random.Generator | torch.Generator | None = 0,
 ) -> ReluTransferResult:
