@@ -3,6 +3,8 @@
 Each encoder exposes ``out_dim`` (the width of ``h(x)``). Graph encoders take ``(x, edge_index)``.
 """
 
+from .cnn import BigCNN, SmallCNN
 from .mlp import MLPEncoder
+from .text import HashingTokenizer, TextSourceFeatures, TextTransformer
 
-__all__ = ["MLPEncoder"]
+__all__ = ["BigCNN", "HashingTokenizer", "MLPEncoder", "SmallCNN", "TextSourceFeatures", "TextTransformer"]
