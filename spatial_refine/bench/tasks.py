@@ -123,9 +123,15 @@ class Task:
         return functools.partial(_resolve_for, task=self.name, paths=paths, data_dir=data_dir)
 
     def check_data(self, paths: Paths = None, data_dir: str | Path | None = None) -> None:
-        """Raise :class:`DataMissingError` if any entry is missing."""
+        """Raise one :class:`DataMissingError` naming every missing entry."""
+        errors = []
         for entry in self.entries:
-            resolve(entry, self.name, paths, data_dir)
+            try:
+                resolve(entry, self.name, paths, data_dir)
+            except DataMissingError as err:
+                errors.append(str(err))
+        if errors:
+            raise DataMissingError("\n".join(errors))
 
     def source(self, protocol: Protocol, paths: Paths = None, data_dir: str | Path | None = None) -> Split:
         """The source model's training set (drawn with ``protocol.source_seed``)."""
