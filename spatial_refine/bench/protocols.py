@@ -25,7 +25,10 @@ class Protocol:
     small_channels, small_hidden
         Target CNN (NoTrans / REFINE's ``h``) widths.
     vision_source_epochs, vision_target_epochs
-        SGD epochs (lr 0.01, momentum 0.9).
+        Epochs of source pretraining and of target training.
+    vision_optimizer, vision_lr
+        Optimiser of the vision models (paper: SGD lr 0.01, momentum 0.9; quick: Adam 1e-3, which trains
+        the un-normalised CNNs in far fewer steps). LoRA and DANN-Gate always use Adam 1e-3.
     n_source, n_target, n_usps, n_mnist, n_stl, n_test
         Sample sizes: CIFAR source images, CIFAR target images, USPS source digits, MNIST target digits,
         STL-10 target images, test images (``None``: the whole test set).
@@ -43,6 +46,8 @@ class Protocol:
     small_hidden: int
     vision_source_epochs: int
     vision_target_epochs: int
+    vision_optimizer: str
+    vision_lr: float
     n_source: int
     n_target: int
     n_usps: int
@@ -76,6 +81,8 @@ PAPER = Protocol(
     small_hidden=512,
     vision_source_epochs=60,
     vision_target_epochs=30,
+    vision_optimizer="sgd",
+    vision_lr=0.01,
     n_source=10_000,
     n_target=4_000,
     n_usps=5_000,
@@ -104,8 +111,10 @@ QUICK = Protocol(
     feature_dim=256,
     small_channels=(8, 16, 16),
     small_hidden=64,
-    vision_source_epochs=10,
+    vision_source_epochs=12,
     vision_target_epochs=15,
+    vision_optimizer="adam",
+    vision_lr=1e-3,
     n_source=3_000,
     n_target=500,
     n_usps=2_000,

@@ -98,8 +98,9 @@ def _text_transformer(protocol: Protocol) -> nn.Module:
 
 
 def train_config(task: Task, protocol: Protocol, strategy: str, seed: int, device: str, *, source: bool = False) -> TrainConfig:
-    """Optimiser and schedule: SGD lr 0.01 momentum 0.9 for vision, Adam for text; Adam 1e-3 for LoRA and
-    DANN-Gate (weight decay 1e-4 for DANN-Gate), as in the paper. Fixed epochs, no early stopping."""
+    """Optimiser and schedule: the protocol's for vision (paper: SGD lr 0.01, momentum 0.9), Adam for text;
+    Adam 1e-3 for LoRA and DANN-Gate (weight decay 1e-4 for DANN-Gate), as in the paper. Fixed epochs, no
+    early stopping (the paper has no validation split)."""
     vision = task.modality == "vision"
     if source:
         epochs = protocol.vision_source_epochs if vision else protocol.text_source_epochs
@@ -109,7 +110,7 @@ def train_config(task: Task, protocol: Protocol, strategy: str, seed: int, devic
     if strategy in ("lora", "dann_gate"):
         return TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-4 if strategy == "dann_gate" else 0.0, **common)
     if vision:
-        return TrainConfig(optimizer="sgd", lr=0.01, momentum=0.9, **common)
+        return TrainConfig(optimizer=protocol.vision_optimizer, lr=protocol.vision_lr, momentum=0.9, **common)
     return TrainConfig(optimizer="adam", lr=protocol.text_lr, grad_clip=1.0, **common)
 
 
