@@ -20,7 +20,14 @@ from spatial_refine.bench.metrics import classification_metrics
 from spatial_refine.bench.protocols import QUICK, get_protocol
 from spatial_refine.bench.runner import parse_strategy, pretrain_source, run_task
 from spatial_refine.bench.tasks import TASKS, DataMissingError, flip_labels, get_task, tasks_for
-from spatial_refine.encoders import BigCNN, HashingTokenizer, SmallCNN, TextSourceFeatures, TextTransformer
+from spatial_refine.encoders import (
+    BigCNN,
+    HashingTokenizer,
+    ResNet,
+    SmallCNN,
+    TextSourceFeatures,
+    TextTransformer,
+)
 
 TINY = dataclasses.replace(
     QUICK,
@@ -30,6 +37,7 @@ TINY = dataclasses.replace(
     feature_dim=12,
     small_channels=(4, 4, 4),
     small_hidden=8,
+    resnet_width=2,
     vision_source_epochs=1,
     vision_target_epochs=1,
     n_source=40,
@@ -160,6 +168,8 @@ def test_task_end_to_end(name, synthetic_paths, tmp_path):
     records, source = run_task(task, TINY, strategies=strategies, seeds=(0,), cache_dir=tmp_path, paths=synthetic_paths, device="cpu")
     got = {r["strategy"] for r in records}
     expected = set(strategies) - (set() if task.same_label_space else {"distill"})
+    if task.arch == "resnet":  # pooled ResNet features hold no Linear layer for LoRA to adapt
+        expected -= {"lora", "dann_gate"}
     assert got == expected
     for r in records:
         assert 0.0 <= r["accuracy"] <= 1.0
@@ -315,6 +325,8 @@ def test_paper_architectures_have_the_published_shapes():
     small = SmallCNN()
     assert small.out_dim == 512 and small.fc.in_features == 1024
     transformer = TextTransformer()
+    assert ResNet().out_dim == 512 and ResNet((1, 1, 1, 1)).out_dim == 512
+    assert ResNet((1, 1, 1, 1), 4)(torch.zeros(2, 3, 32, 32)).shape == (2, 32)
     assert transformer.out_dim == 512 and len(transformer.encoder.layers) == 6
     source = TextSourceFeatures(transformer)
     ids = HashingTokenizer()(["a great product !", "awful"])

@@ -24,6 +24,8 @@ class Protocol:
         Source CNN convolution widths and ``f_rep`` width.
     small_channels, small_hidden
         Target CNN (NoTrans / REFINE's ``h``) widths.
+    resnet_width
+        First-stage width of the ResNet-18 source and ResNet-10 students of Clipart->Sketch (paper: 64).
     vision_source_epochs, vision_target_epochs
         Epochs of source pretraining and of target training.
     vision_optimizer, vision_lr
@@ -44,6 +46,7 @@ class Protocol:
     feature_dim: int
     small_channels: tuple[int, ...]
     small_hidden: int
+    resnet_width: int
     vision_source_epochs: int
     vision_target_epochs: int
     vision_optimizer: str
@@ -79,6 +82,7 @@ PAPER = Protocol(
     feature_dim=2560,
     small_channels=(32, 64, 64),
     small_hidden=512,
+    resnet_width=64,
     vision_source_epochs=60,
     vision_target_epochs=30,
     vision_optimizer="sgd",
@@ -111,6 +115,7 @@ QUICK = Protocol(
     feature_dim=256,
     small_channels=(8, 16, 16),
     small_hidden=64,
+    resnet_width=8,
     vision_source_epochs=12,
     vision_target_epochs=15,
     vision_optimizer="adam",

@@ -66,6 +66,10 @@ def parse_strategy(spec: str) -> tuple[str, dict]:
 
 def source_features_module(task: Task, protocol: Protocol) -> nn.Module:
     """The source's feature extractor (``f_rep``), untrained."""
+    if task.modality == "vision" and task.arch == "resnet":
+        from ..encoders.cnn import ResNet
+
+        return ResNet((2, 2, 2, 2), protocol.resnet_width)
     if task.modality == "vision":
         from ..encoders.cnn import BigCNN
 
@@ -77,6 +81,10 @@ def source_features_module(task: Task, protocol: Protocol) -> nn.Module:
 
 def residual_encoder(task: Task, protocol: Protocol) -> nn.Module:
     """The target model's trunk: NoTrans / distillation student / REFINE's ``h``, untrained."""
+    if task.modality == "vision" and task.arch == "resnet":
+        from ..encoders.cnn import ResNet
+
+        return ResNet((1, 1, 1, 1), protocol.resnet_width)
     if task.modality == "vision":
         from ..encoders.cnn import SmallCNN
 
@@ -106,6 +114,8 @@ def train_config(task: Task, protocol: Protocol, strategy: str, seed: int, devic
         epochs = protocol.vision_source_epochs if vision else protocol.text_source_epochs
     else:
         epochs = protocol.vision_target_epochs if vision else protocol.text_target_epochs
+    if protocol.name == "paper" and task.paper_epochs is not None:
+        epochs = task.paper_epochs[0 if source else 1]
     common = dict(batch_size=task.batch_size, max_epochs=epochs, patience=None, random_state=seed, device=device)
     if strategy in ("lora", "dann_gate"):
         return TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-4 if strategy == "dann_gate" else 0.0, **common)
@@ -241,6 +251,9 @@ def run_task(
             name, kwargs = parse_strategy(spec)
             if name == "distill" and not (task.same_label_space and source.n_classes == train.n_classes):
                 log.info("%s: distillation needs matching label spaces; skipped", task.name)
+                continue
+            if name in ("lora", "dann_gate") and not any(isinstance(m, nn.Linear) for m in source.source.features.modules()):
+                log.info("%s: %s adapts a Linear layer of the source features and there is none; skipped", task.name, name)
                 continue
             cfg = train_config(task, protocol, name, seed, device)
             with seeded(seed):

@@ -107,6 +107,11 @@ class Task:
         Source and target share their classes (knowledge distillation applies).
     batch_size
         Minibatch size of the protocol (32, or 64 for the CIFAR-10 stress tests).
+    arch
+        Vision models: ``"cnn"`` (BigCNN source, small CNN target) or ``"resnet"`` (ResNet-18 source,
+        ResNet-10 target, Clipart->Sketch).
+    paper_epochs
+        ``(source, target)`` epochs overriding the paper protocol's (Clipart->Sketch: 20 and 20).
     """
 
     name: str
@@ -117,6 +122,8 @@ class Task:
     batch_size: int
     _source: Callable[[Protocol, Callable[[str], Path]], Split] = field(repr=False)
     _target: Callable[[Protocol, int, Callable[[str], Path]], tuple[Split, Split]] = field(repr=False)
+    arch: str = "cnn"
+    paper_epochs: tuple[int, int] | None = None
 
     def locate(self, paths: Paths = None, data_dir: str | Path | None = None) -> Callable[[str], Path]:
         """A resolver of this task's manifest entries."""
@@ -400,7 +407,8 @@ _TASK_LIST = [
     Task("clipart-sketch", "vision",
          ("domainnet_clipart", "domainnet_clipart_train_list", "domainnet_sketch", "domainnet_sketch_train_list",
           "domainnet_sketch_test_list"),
-         "DomainNet clipart -> sketch, first 40 classes", True, 32, _clipart_source, _sketch_target),
+         "DomainNet clipart -> sketch, first 40 classes", True, 32, _clipart_source, _sketch_target,
+         arch="resnet", paper_epochs=(20, 20)),
     _stress("cifar10-clean", "clean", "clean CIFAR-10 source -> clean CIFAR-10 target"),
     _stress("cifar10-flip40", "flip40", "CIFAR-10 source with 40% labels flipped -> clean CIFAR-10"),
     _stress("cifar10-flip80", "flip80", "CIFAR-10 source with 80% labels flipped -> clean CIFAR-10"),

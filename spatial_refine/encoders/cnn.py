@@ -6,7 +6,9 @@
 - :class:`SmallCNN`: the target / no-transfer trunk (convolutions 3-32-64-64 with max-pooling after each,
   then ``Linear(1024 -> 512)``, ReLU, dropout 0.5); REFINE's residual encoder ``h``.
 
-Both take ``(n, 3, 32, 32)`` images and expose ``out_dim``. Widths are parameters so that the quick
+- :class:`ResNet`: ResNet-18 / ResNet-10 trunks of the paper's Clipart->Sketch task.
+
+All take ``(n, 3, 32, 32)`` images and expose ``out_dim``. Widths are parameters so that the quick
 benchmark protocol can use narrow versions of the same architectures.
 """
 
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["PAPER_BIG_CHANNELS", "PAPER_SMALL_CHANNELS", "BigCNN", "SmallCNN"]
+__all__ = ["PAPER_BIG_CHANNELS", "PAPER_SMALL_CHANNELS", "BigCNN", "ResNet", "SmallCNN"]
 
 PAPER_BIG_CHANNELS = (80, 160, 320, 640, 640, 768)
 PAPER_SMALL_CHANNELS = (32, 64, 64)
@@ -114,3 +116,59 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.act(self.fc(self.trunk(x).flatten(1))))
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """A CIFAR-style ResNet trunk (3x3 stem, four stages of basic blocks, global average pooling).
+
+    ``blocks=(2, 2, 2, 2)`` is ResNet-18 (the paper's Clipart->Sketch source), ``(1, 1, 1, 1)`` ResNet-10
+    (its students). The output is the pooled feature vector, ``out_dim = 8 * width``.
+
+    Parameters
+    ----------
+    blocks
+        Basic blocks per stage.
+    width
+        Channels of the first stage (64 in the standard ResNets); stages double it.
+    in_channels
+        Input channels (3).
+    """
+
+    def __init__(self, blocks: Sequence[int] = (2, 2, 2, 2), width: int = 64, *, in_channels: int = 3) -> None:
+        super().__init__()
+        if len(blocks) != 4 or any(b < 1 for b in blocks) or width < 1:
+            raise ValueError(f"need four positive block counts and a positive width, got {tuple(blocks)}, {width}.")
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
+        stages: list[nn.Module] = []
+        channels = width
+        for i, n in enumerate(blocks):
+            out = width * 2**i
+            for j in range(n):
+                stages.append(_BasicBlock(channels, out, 2 if (j == 0 and i > 0) else 1))
+                channels = out
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_dim = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stages(self.stem(x))).flatten(1)
