@@ -58,6 +58,17 @@ TINY = dataclasses.replace(
     text_target_per_class=4,
     text_test_per_class=4,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tiny models run fastest on one thread (and do not oversubscribe a shared CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

@@ -46,6 +46,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         p.add_argument("--path", action="append", default=[], metavar="ENTRY=FILE",
                        help="use FILE for manifest entry ENTRY (repeatable)")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+        p.add_argument("--threads", type=int, default=1,
+                       help="torch CPU threads (default 1: the quick models are too small to gain from more, and "
+                            "on a shared CPU extra threads slowed them down 4-17x; 0 keeps torch's default)")
         p.add_argument("--no-plot", action="store_true", help="skip the plot")
         p.add_argument("-v", "--verbose", action="store_true", help="log every run")
     bench.set_defaults(func=run)
@@ -72,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     protocol = get_protocol(args.protocol)
     paths = _paths(args.path)
     names = args.task or ["all"]
