@@ -362,3 +362,14 @@ def test_real_data_smoke(tmp_path):
             get_task(name), protocol, strategies=("notrans", "refine"), seeds=(0,), cache_dir=tmp_path, data_dir=data, device="cpu"
         )
         assert len(records) == 2 and all(r["n_test"] > 0 for r in records)
+
+
+def test_protocol_override_is_named_and_typed():
+    from spatial_refine.bench.protocols import override
+
+    p = override(QUICK, ["n_target=2000", "small_channels=32,64,64", "n_test=none", "vision_lr=0.01"])
+    assert p.n_target == 2000 and p.small_channels == (32, 64, 64) and p.n_test is None and p.vision_lr == 0.01
+    assert p.name.startswith("quick+") and "n_target=2000" in p.name
+    assert override(QUICK, []) is QUICK
+    with pytest.raises(ValueError, match="Cannot set"):
+        override(QUICK, ["widths=3"])

@@ -36,6 +36,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                        help=f"task(s), or 'all' (every task whose data is available): {', '.join(names)}")
         p.add_argument("--protocol", choices=("quick", "paper"), default="quick",
                        help="'paper' (published models and epochs) or 'quick' (small, minutes on a CPU)")
+        p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="settings",
+                       help="override a protocol field, e.g. --set n_target=2000 (repeatable; recorded in the name)")
         p.add_argument("--seeds", type=int, nargs="+", default=None, help="run seeds (default: the protocol's)")
         p.add_argument("--strategies", nargs="+", default=None,
                        help="strategies (core names; refine:nostd / refine:nowarm / refine:plain for ablations)")
@@ -68,7 +70,7 @@ def _paths(items: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     """Run the tasks named in ``args``; print where the tables went. Returns the exit status."""
     from ..datasets import cache_dir
-    from .protocols import get_protocol
+    from .protocols import get_protocol, override
     from .report import write_report
     from .runner import DEFAULT_STRATEGIES, run_task
     from .tasks import DataMissingError, get_task
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    protocol = get_protocol(args.protocol)
+    protocol = override(get_protocol(args.protocol), args.settings)
     paths = _paths(args.path)
     names = args.task or ["all"]
     everything = "all" in names

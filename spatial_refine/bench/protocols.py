@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import asdict, dataclass
 
-__all__ = ["PROTOCOLS", "Protocol", "get_protocol"]
+__all__ = ["PROTOCOLS", "Protocol", "get_protocol", "override"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +150,33 @@ def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {name!r}: choose one of {', '.join(PROTOCOLS)}.")
     return PROTOCOLS[name]
+
+
+def override(protocol: Protocol, settings: list[str] | tuple[str, ...]) -> Protocol:
+    """A copy of ``protocol`` with ``field=value`` settings applied (e.g. ``n_target=2000``).
+
+    The copy's name records the changes (``quick+n_target=2000``), so its results and cached source are
+    kept apart from the unmodified protocol's. Tuples are given comma-separated (``small_channels=32,64,64``).
+    """
+    if not settings:
+        return protocol
+    hints = typing.get_type_hints(Protocol)
+    changes: dict = {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in hints or key == "name":
+            fields = ", ".join(f for f in hints if f != "name")
+            raise ValueError(f"Cannot set {item!r}: use FIELD=VALUE with FIELD one of {fields}.")
+        hint = str(hints[key])
+        if "tuple" in hint:
+            changes[key] = tuple(int(v) for v in raw.split(",") if v)
+        elif raw.lower() == "none" and "None" in hint:
+            changes[key] = None
+        elif "float" in hint:
+            changes[key] = float(raw)
+        elif "int" in hint:
+            changes[key] = int(raw)
+        else:
+            changes[key] = raw
+    name = "+".join([protocol.name, *sorted(settings)])
+    return dataclasses.replace(protocol, name=name, **changes)
