@@ -3,7 +3,19 @@
 Each encoder exposes ``out_dim`` (the width of ``h(x)``). Graph encoders take ``(x, edge_index)``.
 """
 
+from .cnn import BigCNN, ResNet, SmallCNN
 from .gnn import CONV_TYPES, GNNEncoder
 from .mlp import MLPEncoder
+from .text import HashingTokenizer, TextSourceFeatures, TextTransformer
 
-__all__ = ["CONV_TYPES", "GNNEncoder", "MLPEncoder"]
+__all__ = [
+    "CONV_TYPES",
+    "BigCNN",
+    "GNNEncoder",
+    "HashingTokenizer",
+    "MLPEncoder",
+    "ResNet",
+    "SmallCNN",
+    "TextSourceFeatures",
+    "TextTransformer",
+]

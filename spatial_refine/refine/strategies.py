@@ -468,14 +468,15 @@ def _require_source(source: FrozenSource | None, strategy: str) -> FrozenSource:
 def _last_linear(module: nn.Module) -> tuple[nn.Module | None, str, nn.Linear]:
     if isinstance(module, nn.Linear):
         return None, "", module
+    # the last Linear in module order (depth-first, as registered): e.g. the feature head after a trunk
     found = None
-    for parent in module.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, nn.Linear):
-                found = (parent, name, child)
+    for qualified, child in module.named_modules():
+        if isinstance(child, nn.Linear):
+            found = qualified
     if found is None:
         raise ValueError("LoRA needs an nn.Linear layer in the source's feature module; none was found.")
-    return found
+    parent_name, _, attr = found.rpartition(".")
+    return module.get_submodule(parent_name), attr, module.get_submodule(found)
 
 
 STRATEGIES = ("notrans", "linear_probe", "adapter", "finetune", "lora", "dann_gate", "distill", "refine")

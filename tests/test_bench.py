@@ -1,0 +1,375 @@
+"""Benchmark runners: every task end to end on tiny synthetic data, the CLI, caching, readers, models."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import pickle
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spatial_refine.bench import data as bd
+from spatial_refine.bench.cli import main as bench_main
+from spatial_refine.bench.metrics import classification_metrics
+from spatial_refine.bench.protocols import QUICK, get_protocol
+from spatial_refine.bench.runner import parse_strategy, pretrain_source, run_task
+from spatial_refine.bench.tasks import TASKS, DataMissingError, flip_labels, get_task, tasks_for
+from spatial_refine.encoders import (
+    BigCNN,
+    HashingTokenizer,
+    ResNet,
+    SmallCNN,
+    TextSourceFeatures,
+    TextTransformer,
+)
+
+TINY = dataclasses.replace(
+    QUICK,
+    name="tiny",
+    seeds=(0,),
+    big_channels=(4, 4, 4, 4, 4, 4),
+    feature_dim=12,
+    small_channels=(4, 4, 4),
+    small_hidden=8,
+    resnet_width=2,
+    vision_source_epochs=1,
+    vision_target_epochs=1,
+    n_source=40,
+    n_target=20,
+    n_usps=30,
+    n_mnist=20,
+    n_stl=20,
+    n_test=20,
+    text_d_model=8,
+    text_heads=2,
+    text_ff=16,
+    text_layers=1,
+    text_max_len=16,
+    text_vocab=64,
+    text_feature_dim=12,
+    text_source_epochs=1,
+    text_target_epochs=1,
+    text_target_per_class=4,
+    text_test_per_class=4,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tiny models run fastest on one thread (and do not oversubscribe a shared CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _jpeg(rng: np.random.Generator, size: int = 32) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _add(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    archive.addfile(info, io.BytesIO(payload))
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def _reviews(label: str, n: int, rng: np.random.Generator) -> str:
+    words = ["great", "love", "works"] if label == "positive" else ["broken", "awful", "refund"]
+    blocks = []
+    for i in range(n):
+        text = " ".join(rng.choice([*words, "the", "it", "was"], size=8))
+        blocks.append(f"<review>\n<rating>\n5.0\n</rating>\n<title>\nt{i}\n</title>\n<review_text>\n{text}\n</review_text>\n</review>")
+    return "\n".join(blocks)
+
+
+@pytest.fixture(scope="session")
+def synthetic_paths(tmp_path_factory) -> dict[str, Path]:
+    """A tiny stand-in for every manifest entry the tasks read."""
+    root = tmp_path_factory.mktemp("bench_data")
+    rng = np.random.default_rng(0)
+    paths: dict[str, Path] = {}
+    # CIFAR-10 JPEG image folders in a tar.gz: 10 per class in train, 3 in test
+    paths["cifar10_jpeg"] = root / "cifar10.tar.gz"
+    with tarfile.open(paths["cifar10_jpeg"], "w:gz") as archive:
+        for split, n in (("train", 10), ("test", 3)):
+            for c in CIFAR_CLASSES:
+                for i in range(n):
+                    _add(archive, f"cifar10/{split}/{c}/{i:04d}.jpg", _jpeg(rng))
+    # digits
+    import h5py
+
+    paths["usps_h5"] = root / "usps.h5"
+    with h5py.File(paths["usps_h5"], "w") as f:
+        for split, n in (("train", 50), ("test", 10)):
+            f.create_dataset(f"{split}/data", data=rng.random((n, 256), dtype=np.float32))
+            f.create_dataset(f"{split}/target", data=np.arange(n) % 10)
+    paths["mnist_5k"] = root / "mnist_5k.csv.gz"
+    table = np.concatenate([rng.integers(0, 256, (40, 784)), (np.arange(40) % 10)[:, None]], axis=1)
+    with gzip.open(paths["mnist_5k"], "wt") as f:
+        np.savetxt(f, table, fmt="%d", delimiter=",")
+    paths["mnist_test_images"] = root / "t10k-images-idx3-ubyte.gz"
+    paths["mnist_test_labels"] = root / "t10k-labels-idx1-ubyte.gz"
+    _write_idx(paths["mnist_test_images"], rng.integers(0, 256, (30, 28, 28)))
+    _write_idx(paths["mnist_test_labels"], np.arange(30) % 10)
+    # CIFAR-100 official python layout (pickled dicts of arrays, as published)
+    paths["cifar100_python"] = root / "cifar-100-python.tar.gz"
+    with tarfile.open(paths["cifar100_python"], "w:gz") as archive:
+        for split, n in (("train", 200), ("test", 100)):
+            batch = {
+                b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                b"fine_labels": (np.arange(n) % 100).tolist(),
+                b"coarse_labels": (np.arange(n) % 20).tolist(),
+            }
+            _add(archive, f"cifar-100-python/{split}", pickle.dumps(batch, protocol=2))
+    # STL-10 binaries
+    paths["stl10_binary"] = root / "stl10_binary.tar.gz"
+    with tarfile.open(paths["stl10_binary"], "w:gz") as archive:
+        for split, n in (("train", 30), ("test", 20)):
+            _add(archive, f"stl10_binary/{split}_X.bin", rng.integers(0, 256, n * 3 * 96 * 96, dtype=np.uint8).tobytes())
+            _add(archive, f"stl10_binary/{split}_y.bin", (np.arange(n) % 10 + 1).astype(np.uint8).tobytes())
+    # DomainNet zips and split lists (45 classes: the task keeps the first 40)
+    for domain in ("clipart", "sketch"):
+        paths[f"domainnet_{domain}"] = root / f"{domain}.zip"
+        train_lines, test_lines = [], []
+        with zipfile.ZipFile(paths[f"domainnet_{domain}"], "w") as archive:
+            for c in range(45):
+                for i in range(3):
+                    name = f"{domain}/class{c:02d}/{domain}_{i}.jpg"
+                    archive.writestr(name, _jpeg(rng, 40))
+                    (test_lines if i == 2 else train_lines).append(f"{name} {c}")
+        for split, lines in (("train", train_lines), ("test", test_lines)):
+            paths[f"domainnet_{domain}_{split}_list"] = root / f"{domain}_{split}.txt"
+            paths[f"domainnet_{domain}_{split}_list"].write_text("\n".join(lines) + "\n")
+    # Blitzer review folders
+    for domain in ("books", "kitchen", "dvd", "electronics"):
+        folder = root / "blitzer" / domain
+        folder.mkdir(parents=True)
+        for label in ("positive", "negative"):
+            (folder / f"{label}.review").write_text(_reviews(label, 12, rng))
+        paths[f"blitzer_{domain}"] = folder
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------
+# every task end to end
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_task_end_to_end(name, synthetic_paths, tmp_path):
+    task = get_task(name)
+    strategies = ("notrans", "linear_probe", "adapter", "distill", "lora", "dann_gate", "refine")
+    records, source = run_task(task, TINY, strategies=strategies, seeds=(0,), cache_dir=tmp_path, paths=synthetic_paths, device="cpu")
+    got = {r["strategy"] for r in records}
+    expected = set(strategies) - (set() if task.same_label_space else {"distill"})
+    if task.arch == "resnet":  # pooled ResNet features hold no Linear layer for LoRA to adapt
+        expected -= {"lora", "dann_gate"}
+    assert got == expected
+    for r in records:
+        assert 0.0 <= r["accuracy"] <= 1.0
+        assert r["n_test"] > 0
+    assert source.path is not None and source.path.suffix == ".safetensors" and source.path.is_file()
+
+
+def test_source_cache_is_reused_and_keyed_by_config(synthetic_paths, tmp_path):
+    task = get_task("usps-mnist")
+    first = pretrain_source(task, TINY, cache_dir=tmp_path, paths=synthetic_paths, device="cpu")
+    second = pretrain_source(task, TINY, cache_dir=tmp_path, paths=synthetic_paths, device="cpu")
+    assert first.path == second.path
+    for a, b in zip(first.source.state_dict().values(), second.source.state_dict().values()):
+        assert torch.equal(a, b)
+    other = pretrain_source(
+        task, dataclasses.replace(TINY, vision_source_epochs=2), cache_dir=tmp_path, paths=synthetic_paths, device="cpu"
+    )
+    assert other.path != first.path
+    assert all(p.suffix in (".safetensors", ".json") for p in tmp_path.iterdir())
+
+
+def test_runs_are_reproducible(synthetic_paths, tmp_path):
+    task = get_task("cifar10-flip80")
+    runs = [
+        run_task(task, TINY, strategies=("refine",), seeds=(3,), cache_dir=tmp_path, paths=synthetic_paths, device="cpu")[0]
+        for _ in range(2)
+    ]
+    assert runs[0][0]["accuracy"] == runs[1][0]["accuracy"]
+    assert runs[0][0]["auc_ovr"] == runs[1][0]["auc_ovr"]
+
+
+def test_cli_writes_tables_and_plot(synthetic_paths, tmp_path, monkeypatch):
+    import spatial_refine.bench.protocols as protocols
+
+    monkeypatch.setitem(protocols.PROTOCOLS, "quick", TINY)
+    out = tmp_path / "results"
+    args = ["text", "--task", "books-kitchen", "--seeds", "1", "2", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+            "--strategies", "notrans", "linear_probe", "refine", "refine:plain"]
+    for entry in ("blitzer_books", "blitzer_kitchen"):
+        args += ["--path", f"{entry}={synthetic_paths[entry]}"]
+    assert bench_main(args) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"books-kitchen-tiny.md", "books-kitchen-tiny.csv", "books-kitchen-tiny-runs.csv", "books-kitchen-tiny.png",
+            "books-kitchen-tiny.json"} <= names
+    markdown = (out / "books-kitchen-tiny.md").read_text()
+    assert "refine:plain" in markdown and "72.72" in markdown  # published REFINE number next to ours
+    import pandas as pd
+
+    runs = pd.read_csv(out / "books-kitchen-tiny-runs.csv")
+    assert len(runs) == 8 and set(runs["seed"]) == {1, 2}
+
+
+def test_cli_parser_registers_bench_subcommands():
+    import argparse
+
+    from spatial_refine.bench.cli import add_bench_parser
+
+    parser = argparse.ArgumentParser()
+    add_bench_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "vision", "--task", "usps-mnist", "--protocol", "paper"])
+    assert args.modality == "vision" and args.task == ["usps-mnist"] and callable(args.func)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "vision", "--task", "books-kitchen"])
+
+
+def test_missing_data_names_the_manifest_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPATIAL_REFINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SPATIAL_REFINE_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DataMissingError, match="stl10_binary"):
+        get_task("cifar10-stl").check_data(paths={"cifar10_jpeg": tmp_path})
+    with pytest.raises(DataMissingError, match="does not exist"):
+        get_task("usps-mnist").check_data(paths={"usps_h5": tmp_path / "nope.h5"})
+
+
+def test_cli_reports_missing_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SPATIAL_REFINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SPATIAL_REFINE_CACHE_DIR", str(tmp_path / "cache"))
+    assert bench_main(["vision", "--task", "cifar10-100", "--out", str(tmp_path)]) == 1
+    assert "cifar100_python" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# pieces
+
+
+def test_task_registry_covers_the_issue():
+    assert set(tasks_for("vision")) >= {
+        "usps-mnist", "cifar10-stl", "cifar100-10", "cifar10-100", "clipart-sketch",
+        "cifar10-flip40", "cifar10-flip80", "cifar10-semantic", "cifar10-imbalance",
+    }
+    assert set(tasks_for("text")) == {"books-kitchen", "dvd-electronics"}
+    with pytest.raises(ValueError, match="Unknown task"):
+        get_task("mnist-usps")
+    with pytest.raises(ValueError, match="Unknown protocol"):
+        get_protocol("fast")
+
+
+def test_parse_strategy_variants():
+    assert parse_strategy("refine") == ("refine", {})
+    assert parse_strategy("refine:plain") == ("refine", {"standardize_features": False, "probe_warm_start": False})
+    assert parse_strategy("refine:nowarm") == ("refine", {"probe_warm_start": False})
+    with pytest.raises(ValueError):
+        parse_strategy("notrans:nostd")
+    with pytest.raises(ValueError):
+        parse_strategy("refine:wide")
+
+
+def test_flip_labels_always_changes_flipped_labels():
+    y = np.arange(10_000) % 10
+    flipped = flip_labels(y, 0.8, 10, seed=0)
+    rate = np.mean(flipped != y)
+    assert 0.78 < rate < 0.82
+    assert np.array_equal(flip_labels(y, 0.8, 10, seed=0), flipped)
+    assert np.array_equal(flip_labels(y, 0.0, 10, seed=0), y)
+
+
+def test_metrics_on_known_predictions():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    proba = np.eye(3)[[0, 0, 1, 2, 2, 2]]
+    m = classification_metrics(y, proba)
+    assert m["accuracy"] == pytest.approx(5 / 6)
+    assert m["min_class_accuracy"] == pytest.approx(0.5)
+    assert 0.5 < m["auc_ovr"] <= 1.0
+    assert np.isnan(classification_metrics(np.array([0, 0]), np.eye(3)[[0, 1]])["auc_ovr"])
+
+
+def test_readers(synthetic_paths):
+    folder = bd.ImageFolder.open(synthetic_paths["cifar10_jpeg"], "test")
+    assert folder.classes == CIFAR_CLASSES and len(folder) == 30
+    images = folder.load([0, 5])
+    assert images.shape == (2, 3, 32, 32) and 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    x, y = bd.load_cifar_python(synthetic_paths["cifar100_python"], "test")
+    assert x.shape == (100, 3, 32, 32) and y.max() == 99
+    x, y = bd.load_stl10_binary(synthetic_paths["stl10_binary"], "test")
+    assert x.shape == (20, 3, 32, 32) and y.min() == 0 and y.max() == 9
+    texts, labels = bd.load_blitzer(synthetic_paths["blitzer_books"])
+    assert len(texts) == 24 and labels.sum() == 12 and "<" not in texts[0]
+    assert bd.read_idx(synthetic_paths["mnist_test_labels"]).shape == (30,)
+
+
+def test_cifar_reader_refuses_foreign_pickled_objects(tmp_path):
+    path = tmp_path / "evil.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        _add(archive, "cifar-100-python/test", pickle.dumps({"data": Path("x")}))
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        bd.load_cifar_python(path, "test")
+
+
+def test_paper_architectures_have_the_published_shapes():
+    big = BigCNN()
+    assert big.out_dim == 2560 and big.fc.in_features == 768
+    assert big(torch.zeros(2, 3, 32, 32)).shape == (2, 2560)
+    small = SmallCNN()
+    assert small.out_dim == 512 and small.fc.in_features == 1024
+    transformer = TextTransformer()
+    assert ResNet().out_dim == 512 and ResNet((1, 1, 1, 1)).out_dim == 512
+    assert ResNet((1, 1, 1, 1), 4)(torch.zeros(2, 3, 32, 32)).shape == (2, 32)
+    assert transformer.out_dim == 512 and len(transformer.encoder.layers) == 6
+    source = TextSourceFeatures(transformer)
+    ids = HashingTokenizer()(["a great product !", "awful"])
+    assert ids.shape == (2, 256) and source(ids).shape == (2, 2560)
+
+
+def test_tokenizer_is_stable_and_pads():
+    tok = HashingTokenizer(vocab_size=100, max_len=5)
+    ids = tok(["Great, GREAT product!", ""])
+    assert ids[0, 0] == 1 and ids[0, 1] == ids[0, 2] and ids[1, 1:].tolist() == [0, 0, 0, 0]
+    assert tok.token_id("great") == HashingTokenizer(vocab_size=100).token_id("great")
+
+
+@pytest.mark.data
+def test_real_data_smoke(tmp_path):
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not (data / "vision" / "usps.h5").is_file() or not (data / "text" / "amazon_reviews_blitzer").is_dir():
+        pytest.skip("../shared/data is absent")
+    protocol = dataclasses.replace(TINY, n_usps=100, n_test=100)
+    for name in ("usps-mnist", "dvd-electronics"):
+        records, _ = run_task(
+            get_task(name), protocol, strategies=("notrans", "refine"), seeds=(0,), cache_dir=tmp_path, data_dir=data, device="cpu"
+        )
+        assert len(records) == 2 and all(r["n_test"] > 0 for r in records)
+
+
+def test_protocol_override_is_named_and_typed():
+    from spatial_refine.bench.protocols import override
+
+    p = override(QUICK, ["n_target=2000", "small_channels=32,64,64", "n_test=none", "vision_lr=0.01"])
+    assert p.n_target == 2000 and p.small_channels == (32, 64, 64) and p.n_test is None and p.vision_lr == 0.01
+    assert p.name.startswith("quick+") and "n_target=2000" in p.name
+    assert override(QUICK, []) is QUICK
+    with pytest.raises(ValueError, match="Cannot set"):
+        override(QUICK, ["widths=3"])
