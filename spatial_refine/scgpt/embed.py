@@ -16,6 +16,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from .._device import resolve_device
 from .model import ScGPTEncoder
 from .tokenize import CellTokenizer, TokenizedCell, pad_batch
 
@@ -30,32 +31,6 @@ __all__ = [
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA if available, then Apple MPS, then CPU; anything else is passed to ``torch.device``.
-
-    Parameters
-    ----------
-    device
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a :class:`torch.device`.
-    """
-    if isinstance(device, str) and device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'mps'."
-        ) from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but CUDA is not available; use device='auto' or 'cpu'.")
-    return resolved
 
 
 def resolve_precision(precision: Precision, device: torch.device) -> str:
