@@ -75,6 +75,7 @@ def confusion_matrix(
     image = ax.imshow(table.to_numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None, aspect="auto")
     ax.set_xticks(range(table.shape[1]), table.columns, rotation=90)
     ax.set_yticks(range(table.shape[0]), table.index)
+    ax.grid(False)  # scanpy's figure style turns grids on; they would cut through the cells
     ax.set_xlabel(f"predicted ({pred_key})")
     ax.set_ylabel(f"true ({true_key})")
     ax.figure.colorbar(image, ax=ax, fraction=0.046, label="fraction of row" if normalize else "cells")

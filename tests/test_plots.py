@@ -33,6 +33,14 @@ def test_confusion_matrix_rows_are_fractions(annotated):
     np.testing.assert_allclose(values, [[2 / 3, 1 / 3], [0.0, 1.0]])
 
 
+def test_confusion_matrix_has_no_grid_under_scanpy_style(annotated):
+    import matplotlib as mpl
+
+    with mpl.rc_context({"axes.grid": True}):  # what sc.settings.set_figure_params sets
+        ax = sr.pl.confusion_matrix(annotated, "truth")
+    assert not any(line.get_visible() for line in ax.get_xgridlines() + ax.get_ygridlines())
+
+
 def test_spatial_plot_has_a_label_and_a_confidence_panel(annotated):
     axes = sr.pl.spatial(annotated, show=False)
     assert len(axes) == 2
