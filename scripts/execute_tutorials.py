@@ -11,6 +11,7 @@ Uses nbclient (installed with nbmake, the ``test`` extra); the same as
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(paths: list[str]) -> None:
+    # the kernels import spatial_refine from this checkout, whatever the environment has installed
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     notebooks = [Path(p) for p in paths] or sorted((ROOT / "tutorials").glob("*.ipynb"))
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
