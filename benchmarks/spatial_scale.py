@@ -11,7 +11,8 @@ For each size, in a fresh subprocess (so peak memory is that run's alone):
 4. ``train``: ``RefineAnnotator(strategy="refine", n_layers=2, hidden=64)`` on ``obs["niche"]`` (a label
    that needs the neighbourhood), 10% of the cells labelled (capped), for a FIXED number of epochs with
    no early stopping (``patience = max_epochs``): the point is the cost of an epoch, not the best model.
-   REFINE's probe warm start runs the same number of epochs first and is included in the time;
+   REFINE's default warm-start choice (``probe_warm_start="auto"``) trains a cold run, a linear probe and a
+   probe-started run of that many epochs each, all included in the time (with a validation pass per epoch);
 5. ``predict``: class probabilities of every cell, and accuracy on the unlabelled cells.
 
 ``batch`` picks the training regime: ``auto`` (the library's choice: full-batch up to 100,000 cells,
@@ -220,11 +221,12 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
         f"{info['threads']} torch/OMP threads; Python {info['python']}, torch {info['torch']}, "
         f"torch-geometric {info['torch_geometric']} (no pyg-lib / torch-sparse). Run {info['date']}.",
         "",
-        f"Protocol: `python benchmarks/spatial_scale.py {info['argv']}`. kNN graph (10 neighbours), frozen "
+        f"Protocol: `{('python benchmarks/spatial_scale.py ' + info['argv']).strip()}`. kNN graph (10 neighbours), frozen "
         "representation = fixed Gaussian random projection of log expression to 32 dims, REFINE "
         f"(GraphSAGE, 2 layers, hidden 64) on `niche`, {info['label_fraction']:.0%} of cells labelled "
         f"(cap {info['label_cap']:,}; 80/20 train/validation), {info['epochs']} epochs with no early stopping "
-        "(+ the same number for the probe warm start), predict every cell. Each row is a fresh process. "
+        "for each of the three runs of the default warm-start choice (cold, linear probe, probe-started), "
+        "validation every epoch, then predict every cell. Each row is a fresh process. "
         "Times in seconds, memory = peak RSS in GiB (per phase: sampled every 10 ms). "
         "Load average (1 min) before / after each run is given: other engineers share the machine.",
         "",
