@@ -48,6 +48,12 @@ _USES_REP = {"refine", "linear_probe", "adapter", "refine_mlp"}
 _USES_GRAPH = {"refine", "gnn", "neighbor_logreg"}
 _FORMAT_VERSION = 1
 FULL_BATCH_MAX_CELLS = 100_000
+#: labelled seed cells per training minibatch when ``batch_size="auto"`` picks minibatches
+MINIBATCH_SEEDS = 1024
+#: seed cells per batch when evaluating or predicting with minibatches: without gradients a batch costs
+#: far less memory, and larger batches share their k-hop halo (at 1M cells the subgraph of 1,024 seeds
+#: has about 2x their number of nodes, that of 16,384 about 1.4x)
+INFERENCE_MIN_SEEDS = 16_384
 
 
 @dataclass(frozen=True)
@@ -229,8 +235,10 @@ class RefineAnnotator:
         """Train on the labelled cells; early-stop on a stratified validation split of them.
 
         ``batch_size="auto"`` trains graphs of up to 100,000 cells full-batch and larger ones on exact
-        k-hop subgraphs of 1,024 labelled cells (memory bounded by the batch). With ``n_layers="auto"``
-        each depth in 1, 2, 3 is trained and the one with the lowest validation loss is kept.
+        k-hop subgraphs of 1,024 labelled cells (memory bounded by the batch); with minibatches,
+        validation and prediction use batches of at least 16,384 cells (no gradients: cheaper per cell).
+        With ``n_layers="auto"`` each depth in 1, 2, 3 is trained and the one with the lowest validation
+        loss is kept.
         """
         from sklearn.model_selection import train_test_split
 
@@ -299,7 +307,17 @@ class RefineAnnotator:
             encoder = MLPEncoder(n_genes, (self.params["hidden"], self.params["hidden"]), self.params["dropout"])
         return build_strategy(core, n_outputs=len(self.classes_), encoder=encoder, feature_dim=self.feature_dim_)
 
-    def _batches(self, inputs: _Inputs, cells: np.ndarray, depth: int, *, y: np.ndarray | None, shuffle: bool, batch_size):
+    def _batches(
+        self,
+        inputs: _Inputs,
+        cells: np.ndarray,
+        depth: int,
+        *,
+        y: np.ndarray | None,
+        shuffle: bool,
+        batch_size,
+        inference: bool = False,
+    ):
         x = self._standardized(inputs.expression)
         rep = None if inputs.rep is None else torch.from_numpy(inputs.rep)
         if not self.uses_graph:
@@ -312,7 +330,9 @@ class RefineAnnotator:
             labels = torch.full((len(x),), -1, dtype=torch.int64)
             labels[torch.from_numpy(cells)] = torch.from_numpy(y)
         if batch_size == "auto":
-            batch_size = None if len(x) <= FULL_BATCH_MAX_CELLS else 1024
+            batch_size = None if len(x) <= FULL_BATCH_MAX_CELLS else MINIBATCH_SEEDS
+        if inference and batch_size is not None:
+            batch_size = max(batch_size, INFERENCE_MIN_SEEDS)
         return GraphBatches(
             inputs.adjacency,
             {"x": x, "features": rep, "y": labels},
@@ -337,7 +357,7 @@ class RefineAnnotator:
         history = fit(
             model,
             self._batches(inputs, train_cells, depth, y=train_y, shuffle=True, batch_size=batch_size),
-            self._batches(inputs, val_cells, depth, y=val_y, shuffle=False, batch_size=batch_size),
+            self._batches(inputs, val_cells, depth, y=val_y, shuffle=False, batch_size=batch_size, inference=True),
             config=config,
             weights=weights,
         )
@@ -376,7 +396,10 @@ class RefineAnnotator:
             logits = torch.from_numpy(features @ self.model_["weight"].T + self.model_["bias"])
             return logits.softmax(1).numpy()
         order = np.argsort(cells)
-        data = self._batches(inputs, cells[order], self.n_layers_, y=None, shuffle=False, batch_size=self.train_settings_["batch_size"])
+        batch_size = self.train_settings_["batch_size"]
+        data = self._batches(
+            inputs, cells[order], self.n_layers_, y=None, shuffle=False, batch_size=batch_size, inference=True
+        )
         outputs = predict_outputs(self.model_, data, device=device)
         if isinstance(data, GraphBatches):
             returned = data.predict_order()

@@ -1,0 +1,345 @@
+"""Scale benchmark of REFINE on the synthetic tissue: time per phase and peak memory at 10k-1M cells (CPU).
+
+For each size, in a fresh subprocess (so peak memory is that run's alone):
+
+1. ``data``: :func:`spatial_refine.datasets.synthetic_tissue` (log-normalised sparse expression, 100
+   genes, 8 cell types, 5 niches);
+2. ``graph``: :func:`spatial_refine.pp.spatial_neighbors` (squidpy kNN, 10 neighbours);
+3. ``rep``: the frozen representation, a fixed Gaussian random projection of the log expression to 32
+   dimensions (``X @ R``, sparse times dense, O(nnz); a stand-in for a foundation-model embedding that
+   costs nothing to compute);
+4. ``train``: ``RefineAnnotator(strategy="refine", n_layers=2, hidden=64)`` on ``obs["niche"]`` (a label
+   that needs the neighbourhood), 10% of the cells labelled (capped), for a FIXED number of epochs with
+   no early stopping (``patience = max_epochs``): the point is the cost of an epoch, not the best model.
+   REFINE's default warm-start choice (``probe_warm_start="auto"``) trains a cold run, a linear probe and a
+   probe-started run of that many epochs each, all included in the time (with a validation pass per epoch);
+5. ``predict``: class probabilities of every cell, and accuracy on the unlabelled cells.
+
+``batch`` picks the training regime: ``auto`` (the library's choice: full-batch up to 100,000 cells,
+exact k-hop subgraph minibatches of 1,024 labelled seeds above), ``full`` or ``minibatch`` (forced), so
+the automatic choice can be compared with the alternative in the same run.
+
+Imports and squidpy's first-call compilation (a 200-cell warm-up graph) happen before any timer starts.
+Peak memory is the process's peak resident set size (``ru_maxrss``) and, per phase, the maximum of the RSS
+sampled every 10 ms by a background thread (psutil), both in GiB.
+
+    python benchmarks/spatial_scale.py                      # 10k, 100k, 1M + comparisons
+    python benchmarks/spatial_scale.py --sizes 10000 100000 --epochs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+if str(ROOT) not in sys.path:  # run against this checkout, not an installed copy
+    sys.path.insert(0, str(ROOT))
+PHASES = ("data", "graph", "rep", "train", "predict")
+GiB = 1024**3
+
+
+class PeakSampler:
+    """Samples this process's RSS in a background thread; :meth:`phase` returns the peak since the last call.
+
+    Parameters
+    ----------
+    interval
+        Seconds between samples.
+    """
+
+    def __init__(self, interval: float = 0.01) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self._peak = self._process.memory_info().rss
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            rss = self._process.memory_info().rss
+            with self._lock:
+                self._peak = max(self._peak, rss)
+
+    def phase(self) -> float:
+        """Peak RSS (GiB) since the previous call, then restart from the current RSS."""
+        rss = self._process.memory_info().rss
+        with self._lock:
+            peak, self._peak = max(self._peak, rss), rss
+        return peak / GiB
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_one(n_cells: int, batch: str, epochs: int, label_fraction: float, label_cap: int, seed: int) -> dict:
+    """One size, one training regime; returns times (s), peak memory (GiB) and accuracy.
+
+    Parameters
+    ----------
+    n_cells
+        Number of cells of the synthetic tissue.
+    batch
+        ``"auto"``, ``"full"`` or ``"minibatch"`` (1,024 labelled seeds per batch).
+    epochs
+        Fixed number of training epochs (no early stopping).
+    label_fraction, label_cap
+        Fraction of cells labelled, at most ``label_cap`` cells.
+    seed
+        Seed of the tissue, the labelled cells, the projection and training.
+    """
+    import numpy as np
+    import sklearn.model_selection  # noqa: F401  (imports are not part of any phase's time)
+    import squidpy  # noqa: F401
+    import torch
+    import torch_geometric.nn  # noqa: F401
+
+    import spatial_refine as sr
+    from spatial_refine.annotator import FULL_BATCH_MAX_CELLS
+    from spatial_refine.datasets import synthetic_tissue
+
+    if not Path(sr.__file__).resolve().is_relative_to(ROOT):
+        raise RuntimeError(f"imported {sr.__file__}, not this checkout's package")
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    sr.pp.spatial_neighbors(synthetic_tissue(200, random_state=seed), n_neighs=10)  # warm-up: JIT compilation
+    sampler = PeakSampler()
+    baseline = sampler.phase()
+    times, peaks = {}, {}
+
+    def mark(name: str, start: float) -> None:
+        times[name] = time.perf_counter() - start
+        peaks[name] = sampler.phase()
+        print(f"  n={n_cells:>9,} {batch:9s} {name:8s} {times[name]:8.1f} s  peak {peaks[name]:.2f} GiB", flush=True)
+
+    start = time.perf_counter()
+    adata = synthetic_tissue(n_cells, values="log", random_state=seed)
+    mark("data", start)
+
+    start = time.perf_counter()
+    sr.pp.spatial_neighbors(adata, n_neighs=10)
+    n_edges = int(adata.obsp["spatial_connectivities"].nnz)
+    del adata.obsp["spatial_distances"]  # not used by the annotator
+    mark("graph", start)
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    projection = rng.normal(0.0, 1.0 / np.sqrt(32), size=(adata.n_vars, 32)).astype(np.float32)
+    adata.obsm["X_rp"] = np.asarray(adata.X @ projection, dtype=np.float32)
+    mark("rep", start)
+
+    n_labelled = min(round(label_fraction * n_cells), label_cap)
+    labelled = np.zeros(n_cells, dtype=bool)
+    labelled[rng.choice(n_cells, n_labelled, replace=False)] = True
+    truth = adata.obs["niche"].astype(str).to_numpy()
+    adata.obs["train_label"] = adata.obs["niche"].astype(object).where(labelled)
+
+    batch_size: int | str = {"auto": "auto", "full": None, "minibatch": 1024}[batch]
+    regime = batch if batch != "auto" else ("full" if n_cells <= FULL_BATCH_MAX_CELLS else "minibatch")
+    start = time.perf_counter()
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rp", strategy="refine", n_layers=2, hidden=64)
+    model.train(max_epochs=epochs, patience=epochs, batch_size=batch_size, device="cpu", random_state=seed)
+    mark("train", start)
+
+    start = time.perf_counter()
+    proba = model.predict(device="cpu")
+    predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
+    mark("predict", start)
+    sampler.close()
+
+    return {
+        "n_cells": n_cells,
+        "batch": batch,
+        "regime": regime,
+        "n_edges": n_edges,
+        "n_labelled": n_labelled,
+        "epochs": epochs,
+        "epochs_run": len(model.history_.train_loss),
+        **{f"time_{p}_s": round(times[p], 2) for p in PHASES},
+        "time_total_s": round(sum(times.values()), 2),
+        "time_train_predict_s": round(times["train"] + times["predict"], 2),
+        **{f"peak_{p}_gib": round(peaks[p], 3) for p in PHASES},
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GiB, 3),
+        "baseline_rss_gib": round(baseline, 3),
+        "val_accuracy": round(model.metrics_["val_accuracy"], 4),
+        "unlabelled_accuracy": round(float((predicted[~labelled] == truth[~labelled]).mean()), 4),
+    }
+
+
+def machine() -> dict:
+    """CPU, cores, memory, load average, threads and library versions of this run."""
+    import psutil
+    import torch
+    import torch_geometric
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / GiB, 1),
+        "threads": int(os.environ.get("OMP_NUM_THREADS", "2")),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_geometric": torch_geometric.__version__,
+    }
+
+
+def write_results(rows: list[dict], info: dict, stem: str) -> None:
+    """Write ``{stem}.csv`` (one row per run) and ``{stem}.md`` (tables + machine) under benchmarks/results."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / f"{stem}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "# REFINE scale benchmark (synthetic tissue, CPU)",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB RAM (shared), "
+        f"{info['threads']} torch/OMP threads; Python {info['python']}, torch {info['torch']}, "
+        f"torch-geometric {info['torch_geometric']} (no pyg-lib / torch-sparse). Run {info['date']}.",
+        "",
+        f"Protocol: `{('python benchmarks/spatial_scale.py ' + info['argv']).strip()}`. kNN graph (10 neighbours), frozen "
+        "representation = fixed Gaussian random projection of log expression to 32 dims, REFINE "
+        f"(GraphSAGE, 2 layers, hidden 64) on `niche`, {info['label_fraction']:.0%} of cells labelled "
+        f"(cap {info['label_cap']:,}; 80/20 train/validation), {info['epochs']} epochs with no early stopping "
+        "for each of the three runs of the default warm-start choice (cold, linear probe, probe-started), "
+        "validation every epoch, then predict every cell. Each row is a fresh process. "
+        "Times in seconds, memory = peak RSS in GiB (per phase: sampled every 10 ms). "
+        "Load average (1 min) before / after each run is given: other engineers share the machine.",
+        "",
+        "| cells | edges | labelled | batch | regime | data s | graph s | rep s | train s | predict s | "
+        "train+predict s | peak GiB | unlabelled acc | load before/after |",
+        "|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['n_cells']:,} | {r['n_edges']:,} | {r['n_labelled']:,} | {r['batch']} | {r['regime']} | "
+            f"{r['time_data_s']:.1f} | {r['time_graph_s']:.1f} | {r['time_rep_s']:.2f} | {r['time_train_s']:.1f} | "
+            f"{r['time_predict_s']:.1f} | {r['time_train_predict_s']:.1f} | {r['peak_rss_gib']:.2f} | "
+            f"{r['unlabelled_accuracy']:.3f} | {r['load_before']:.2f} / {r['load_after']:.2f} |"
+        )
+    lines += [
+        "",
+        "Peak RSS per phase (GiB):",
+        "",
+        "| cells | batch | " + " | ".join(PHASES) + " |",
+        "|---:|---|" + "---:|" * len(PHASES),
+    ]
+    for r in rows:
+        lines.append(f"| {r['n_cells']:,} | {r['batch']} | " + " | ".join(f"{r[f'peak_{p}_gib']:.2f}" for p in PHASES) + " |")
+    auto = {r["n_cells"]: r for r in rows if r["batch"] == "auto"}
+    sizes = sorted(auto)
+    if len(sizes) > 1:
+        lines += ["", "Scaling of the automatic choice (ratio to the previous size; linear = the cell ratio):", ""]
+        lines += ["| from -> to | cells x | train+predict x | train x | predict x | peak RSS x |", "|---|---:|---:|---:|---:|---:|"]
+        for a, b in itertools.pairwise(sizes):
+            ra, rb = auto[a], auto[b]
+            lines.append(
+                f"| {a:,} -> {b:,} | {b / a:.0f} | {rb['time_train_predict_s'] / ra['time_train_predict_s']:.1f} | "
+                f"{rb['time_train_s'] / ra['time_train_s']:.1f} | {rb['time_predict_s'] / ra['time_predict_s']:.1f} | "
+                f"{rb['peak_rss_gib'] / ra['peak_rss_gib']:.1f} |"
+            )
+    compared = [(n, r) for n, r in auto.items() for o in rows if o["n_cells"] == n and o["batch"] != "auto"]
+    if compared:
+        lines += ["", "Automatic choice against the other regime at the same size (other / auto):", ""]
+        lines += ["| cells | auto = | other | train x | predict x | peak RSS x | unlabelled acc (auto / other) |", "|---:|---|---|---:|---:|---:|---|"]
+        for n, r in sorted(compared, key=lambda item: item[0]):
+            for o in rows:
+                if o["n_cells"] == n and o["batch"] != "auto" and o["regime"] != r["regime"]:
+                    lines.append(
+                        f"| {n:,} | {r['regime']} | {o['regime']} | {o['time_train_s'] / r['time_train_s']:.2f} | "
+                        f"{o['time_predict_s'] / r['time_predict_s']:.2f} | {o['peak_rss_gib'] / r['peak_rss_gib']:.2f} | "
+                        f"{r['unlabelled_accuracy']:.3f} / {o['unlabelled_accuracy']:.3f} |"
+                    )
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument(
+        "--compare",
+        type=str,
+        nargs="*",
+        default=["10000:minibatch", "100000:minibatch"],
+        help="extra runs SIZE:REGIME (full or minibatch) to compare with the automatic choice",
+    )
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--label-fraction", type=float, default=0.1)
+    parser.add_argument("--label-cap", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stem", default="spatial_scale", help="file name stem under benchmarks/results")
+    parser.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:  # child process: one run, JSON on the last line of stdout
+        size, batch = args.worker.split(":")
+        result = run_one(int(size), batch, args.epochs, args.label_fraction, args.label_cap, args.seed)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+
+    runs = [(n, "auto") for n in args.sizes]
+    for item in args.compare:
+        size, batch = item.split(":")
+        if int(size) in args.sizes:
+            runs.append((int(size), batch))
+    runs.sort()
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
+    rows = []
+    for size, batch in runs:
+        load_before = os.getloadavg()[0]
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", f"{size}:{batch}", "--epochs",
+                   str(args.epochs), "--label-fraction", str(args.label_fraction), "--label-cap",
+                   str(args.label_cap), "--seed", str(args.seed)]
+        proc = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
+        out = proc.stdout.splitlines()
+        print("\n".join(line for line in out if not line.startswith("RESULT ")), flush=True)
+        if proc.returncode != 0 or not out or not out[-1].startswith("RESULT "):
+            print(f"run {size}:{batch} failed with exit code {proc.returncode}", file=sys.stderr)
+            continue
+        row = json.loads(out[-1].removeprefix("RESULT "))
+        row["load_before"], row["load_after"] = round(load_before, 2), round(os.getloadavg()[0], 2)
+        rows.append(row)
+    if not rows:
+        sys.exit("no run succeeded")
+    info = {
+        **machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "argv": " ".join(sys.argv[1:]),
+        "epochs": args.epochs,
+        "label_fraction": args.label_fraction,
+        "label_cap": args.label_cap,
+    }
+    write_results(rows, info, args.stem)
+    keys = ["n_cells", "batch", "regime", *[f"time_{p}_s" for p in PHASES], "peak_rss_gib", "unlabelled_accuracy"]
+    print("\t".join(keys))
+    for r in rows:
+        print("\t".join(str(r[k]) for k in keys))
+    print(f"wrote {RESULTS / args.stem}.md and .csv")
+
+
+if __name__ == "__main__":
+    main()
