@@ -373,3 +373,34 @@ def test_protocol_override_is_named_and_typed():
     assert override(QUICK, []) is QUICK
     with pytest.raises(ValueError, match="Cannot set"):
         override(QUICK, ["widths=3"])
+
+
+@pytest.mark.parametrize(
+    ("modality", "task", "entries"),
+    [("vision", "usps-mnist", ("usps_h5", "mnist_5k", "mnist_test_images", "mnist_test_labels")),
+     ("text", "books-kitchen", ("blitzer_books", "blitzer_kitchen"))],
+)
+def test_main_cli_runs_bench(modality, task, entries, synthetic_paths, tmp_path, monkeypatch):
+    """``spatial-refine bench vision|text ...`` through the package's console entry point."""
+    import spatial_refine.bench.protocols as protocols
+    from spatial_refine.cli import main as cli_main
+
+    monkeypatch.setitem(protocols.PROTOCOLS, "quick", TINY)
+    out = tmp_path / "results"
+    args = ["bench", modality, "--task", task, "--seeds", "0", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+            "--strategies", "notrans", "linear_probe", "refine", "--no-plot"]
+    for entry in entries:
+        args += ["--path", f"{entry}={synthetic_paths[entry]}"]
+    assert cli_main(args) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out / f"{task}-tiny.csv")
+    assert set(table["strategy"]) == {"notrans", "linear_probe", "refine"}
+    assert list(out.glob("*.png")) == []
+
+
+def test_main_cli_rejects_a_task_of_the_other_modality():
+    from spatial_refine.cli import main as cli_main
+
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "text", "--task", "usps-mnist"])
