@@ -282,6 +282,7 @@ def test_parse_strategy_variants():
     assert parse_strategy("refine") == ("refine", {})
     assert parse_strategy("refine:plain") == ("refine", {"standardize_features": False, "probe_warm_start": False})
     assert parse_strategy("refine:nowarm") == ("refine", {"probe_warm_start": False})
+    assert parse_strategy("refine:warm") == ("refine", {"probe_warm_start": True})
     with pytest.raises(ValueError):
         parse_strategy("notrans:nostd")
     with pytest.raises(ValueError):
@@ -404,3 +405,34 @@ def test_main_cli_rejects_a_task_of_the_other_modality():
 
     with pytest.raises(SystemExit):
         cli_main(["bench", "text", "--task", "usps-mnist"])
+
+
+def test_stratified_holdout_keeps_every_class_on_both_sides():
+    from spatial_refine.bench.runner import stratified_holdout
+
+    y = np.repeat(np.arange(10), 10)
+    fit_rows, val_rows = stratified_holdout(y, 0.2, seed=0)
+    assert len(val_rows) == 20 and len(fit_rows) == 80
+    assert set(np.intersect1d(fit_rows, val_rows)) == set()
+    assert all((y[val_rows] == c).sum() == 2 for c in range(10))
+    lonely = stratified_holdout(np.array([0, 1, 1]), 0.2, seed=0)
+    assert list(lonely[1]) == [1] or list(lonely[1]) == [2]
+    assert 0 in lonely[0]
+
+
+def test_refine_start_is_chosen_and_recorded(synthetic_paths, tmp_path):
+    """Default REFINE: start chosen on a held-out split, then trained on the whole target subset."""
+    from spatial_refine.refine.strategies import Refine
+
+    task = get_task("cifar10-flip80")
+    records, _ = run_task(task, TINY, strategies=("refine", "refine:warm", "refine:nowarm"), seeds=(0,),
+                          cache_dir=tmp_path, paths=synthetic_paths, device="cpu")
+    by = {r["strategy"]: r for r in records}
+    import inspect
+
+    default = inspect.signature(Refine).parameters["probe_warm_start"].default
+    if default == "auto":
+        assert by["refine"]["refine_start"] in ("warm", "cold")
+        assert {"start_val_loss_cold", "start_val_loss_warm"} <= set(by["refine"])
+    assert by["refine"]["n_train"] == by["refine:warm"]["n_train"] == TINY.n_target
+    assert "refine_start" not in by["refine:warm"] and "refine_start" not in by["refine:nowarm"]
