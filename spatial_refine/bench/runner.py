@@ -133,7 +133,8 @@ def _text_transformer(protocol: Protocol) -> nn.Module:
 
 
 def train_config(task: Task, protocol: Protocol, strategy: str, seed: int, device: str, *, source: bool = False) -> TrainConfig:
-    """Optimiser and schedule: the protocol's for vision (paper: SGD lr 0.01, momentum 0.9), Adam for text;
+    """Optimiser and schedule: the protocol's for vision (paper: SGD lr 0.01, momentum 0.9; the source may
+    have its own, ``vision_source_optimizer``), Adam for text;
     Adam 1e-3 for LoRA and DANN-Gate (weight decay 1e-4 for DANN-Gate), as in the paper. Fixed epochs, no
     early stopping (the paper has no validation split)."""
     vision = task.modality == "vision"
@@ -146,6 +147,9 @@ def train_config(task: Task, protocol: Protocol, strategy: str, seed: int, devic
     common = dict(batch_size=task.batch_size, max_epochs=epochs, patience=None, random_state=seed, device=device)
     if strategy in ("lora", "dann_gate"):
         return TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-4 if strategy == "dann_gate" else 0.0, **common)
+    if vision and source and protocol.vision_source_optimizer is not None:
+        lr = protocol.vision_lr if protocol.vision_source_lr is None else protocol.vision_source_lr
+        return TrainConfig(optimizer=protocol.vision_source_optimizer, lr=lr, momentum=0.9, **common)
     if vision:
         return TrainConfig(optimizer=protocol.vision_optimizer, lr=protocol.vision_lr, momentum=0.9, **common)
     return TrainConfig(optimizer="adam", lr=protocol.text_lr, grad_clip=1.0, **common)
