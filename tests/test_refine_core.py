@@ -164,6 +164,70 @@ def test_head_is_one_linear_layer_unless_asked():
     assert isinstance(deep.head, nn.Sequential) and not deep.probe_warm_start
 
 
+def _tiny_refine_data(seed=0, n=120, rule=lambda X, F: X[:, 0] + F[:, 0] > 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N_IN)).astype(np.float32)
+    F = rng.normal(size=(n, N_FEAT)).astype(np.float32)
+    y = rule(X, F).astype(np.int64)
+    tensors = {"x": torch.from_numpy(X), "features": torch.from_numpy(F), "y": torch.from_numpy(y)}
+    return TensorBatches(tensors, batch_size=None)
+
+
+def test_warm_start_auto_tries_both_starts_and_records_the_choice():
+    train, val = _tiny_refine_data(0), _tiny_refine_data(1)
+    model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT)
+    assert model.probe_warm_start == "auto"
+    history = fit(model, train, val, config=TrainConfig(max_epochs=5, random_state=0))
+    assert history.start in ("cold", "warm")
+    assert set(history.start_val_loss) == {"cold", "warm", "standard_error"}
+    assert history.warm_start is not None  # the probe was fitted for the warm run
+    # the kept weights are the chosen run's: its per-row validation loss is what fit reported
+    chosen = history.start_val_loss[history.start]
+    model.eval()
+    with torch.no_grad():
+        batch = next(val.batches(None))
+        loss = float(nn.functional.cross_entropy(model(x=batch["x"], features=batch["features"]), batch["y"]))
+    assert loss == pytest.approx(chosen, rel=1e-5)
+
+
+def test_warm_start_auto_without_validation_is_the_warm_start():
+    model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT)
+    history = fit(model, _tiny_refine_data(0), None, config=TrainConfig(max_epochs=3))
+    assert history.start == "warm" and history.start_val_loss is None
+
+
+def test_one_standard_error_rule_between_starts():
+    from spatial_refine.refine.training import _cold_clearly_better, _loss_function, _RunSettings
+
+    val = _tiny_refine_data(2, n=200, rule=lambda X, F: F[:, 0] > 0)
+    batch = next(val.batches(None))
+    model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT,
+                           standardize_features=False)
+    n_h = model.head.in_features - N_FEAT
+    # two heads on the same encoder: "good" reads the rule (class 1 when f0 > 0), "bad" predicts uniformly
+    with torch.no_grad():
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+    good = dict(state)
+    weight = torch.zeros_like(state["head.weight"])
+    weight[1, n_h] = 20.0  # class 1 when f0 > 0
+    good["head.weight"], good["head.bias"] = weight, torch.zeros(2)
+    bad = dict(good)
+    bad["head.weight"] = torch.zeros_like(weight)  # uniform prediction: loss log 2 per row
+    run = _RunSettings("classification", TrainConfig(), None, torch.device("cpu"), False,
+                       _loss_function("classification", None), _loss_function("classification", None, "none"))
+    use_cold, losses = _cold_clearly_better(model, good, bad, val, run)
+    assert use_cold and losses["warm"] == pytest.approx(np.log(2), rel=1e-6)
+    assert losses["cold"] < losses["warm"] - losses["standard_error"]
+    use_cold, losses = _cold_clearly_better(model, good, good, val, run)  # a tie keeps the warm start
+    assert not use_cold and losses["cold"] == losses["warm"]
+    assert batch["y"].float().mean() > 0  # both classes present
+
+
+def test_probe_warm_start_rejects_unknown_values():
+    with pytest.raises(ValueError, match="probe_warm_start"):
+        build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT, probe_warm_start="yes")
+
+
 def test_lora_starts_at_the_base_layer_and_scales_by_alpha_over_rank():
     base = nn.Linear(6, 4)
     lora = LoRALinear(base, rank=2, alpha=16.0)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -221,11 +222,14 @@ class Refine(TransferModel):
     head_dropout
         Dropout of that hidden layer.
     probe_warm_start
-        Before joint training, fit the head on the frozen features alone (a linear probe) and start from
-        it with the residual block of the head at zero (as LP-FT, Kumar et al. 2022). Training then starts
-        at the probe's solution and the residual path grows only where it lowers the loss, which keeps
-        REFINE at least as good as the probe when the source is good, and costs nothing when it is not.
-        Applies to the linear head only.
+        How the head starts. ``True``: fit the head on the frozen features alone first (a linear probe)
+        and start joint training from it with the residual block of the head at zero (as LP-FT, Kumar et
+        al. 2022), so the residual path grows only where it lowers the loss. ``False``: the usual random
+        initialisation. ``"auto"`` (default): train both and keep the one with the lower validation loss
+        (the warm start when there is no validation set). The warm start protects tiny targets with a good
+        source but can hold REFINE near a poor probe's solution on larger targets with a poor source (a
+        label-flipped source: joint training then early-stops before ``h`` has grown); choosing on
+        validation keeps the better of the two. Applies to the linear head only.
     """
 
     uses_features = True
@@ -240,14 +244,16 @@ class Refine(TransferModel):
         standardize: bool = True,
         head_hidden: int | None = None,
         head_dropout: float = 0.0,
-        probe_warm_start: bool = True,
+        probe_warm_start: bool | Literal["auto"] = "auto",
     ) -> None:
         super().__init__()
+        if probe_warm_start not in (True, False, "auto"):
+            raise ValueError(f"probe_warm_start must be True, False or 'auto', got {probe_warm_start!r}.")
         self.encoder = encoder
         self.source = source
         self.scaler = FeatureStandardizer(feature_dim, standardize)
         self.head = _head(_out_dim(encoder) + feature_dim, n_outputs, head_hidden, head_dropout)
-        self.probe_warm_start = probe_warm_start and head_hidden is None
+        self.probe_warm_start: bool | Literal["auto"] = probe_warm_start if head_hidden is None else False
 
     def probe(self) -> LinearProbe:
         """A linear probe on the same (standardised) features, for the warm start."""
@@ -498,7 +504,7 @@ def build_strategy(
     lora_alpha: float = 16.0,
     distill_temperature: float = 2.0,
     distill_alpha: float = 0.5,
-    probe_warm_start: bool = True,
+    probe_warm_start: bool | Literal["auto"] = "auto",
 ) -> TransferModel:
     """Build a strategy by name (one of :data:`STRATEGIES`) from its parts.
 

@@ -4,8 +4,9 @@ mixed precision, seeds, progress bar, history."""
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
 
@@ -77,7 +78,12 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """What happened during :func:`fit` (per-epoch lists and the epoch whose weights were kept)."""
+    """What happened during :func:`fit` (per-epoch lists and the epoch whose weights were kept).
+
+    ``warm_start`` is the linear probe's own history when REFINE fitted one; ``start`` is how the kept
+    run began (``"cold"`` or ``"warm"``, from the probe) and ``start_val_loss`` the best validation loss
+    of each start when both were tried (``probe_warm_start="auto"``).
+    """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
@@ -86,6 +92,8 @@ class History:
     stopped_early: bool = False
     seconds: float = 0.0
     warm_start: History | None = None
+    start: str = "cold"
+    start_val_loss: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -191,9 +199,11 @@ def class_weights(codes: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
-def _loss_function(task: Task, weights: torch.Tensor | None):
+def _loss_function(task: Task, weights: torch.Tensor | None, reduction: str = "mean"):
     if task == "classification":
-        return lambda outputs, y: F.cross_entropy(outputs.float(), y, weight=weights)
+        return lambda outputs, y: F.cross_entropy(outputs.float(), y, weight=weights, reduction=reduction)
+    if task == "regression" and reduction == "none":
+        return lambda outputs, y: F.mse_loss(outputs.float(), y.float(), reduction="none").reshape(len(y), -1).mean(1)
     if task == "regression":
         return lambda outputs, y: F.mse_loss(outputs.float(), y.float())
     raise ValueError(f"task must be 'classification' or 'regression', got {task!r}.")
@@ -237,6 +247,35 @@ def _evaluate(model: TransferModel, data: Batches, loss_fn, task: Task, device: 
     return loss, score
 
 
+@torch.no_grad()
+def _sample_losses(model: TransferModel, data: Batches, run: _RunSettings) -> torch.Tensor:
+    """Per-row losses of every row that counts (``mask``), in batch order."""
+    model.eval()
+    losses = []
+    for batch in data.batches(None):
+        with _autocast(run.device, run.amp):
+            outputs = model(**_model_inputs(batch))
+        mask = batch.get("mask")
+        outputs, y = (outputs, batch["y"]) if mask is None else (outputs[mask], batch["y"][mask])
+        losses.append(run.sample_loss_fn(outputs, y).float().cpu())
+    return torch.cat(losses)
+
+
+def _cold_clearly_better(
+    model: TransferModel, cold_state: dict, warm_state: dict, val: Batches, run: _RunSettings
+) -> tuple[bool, dict[str, float]]:
+    """One-standard-error rule on the paired per-cell validation losses: leave the warm start (the
+    protected default) only when the cold start's loss is lower by more than one standard error."""
+    model.load_state_dict(cold_state, strict=False)
+    cold = _sample_losses(model, val, run)
+    model.load_state_dict(warm_state, strict=False)
+    warm = _sample_losses(model, val, run)
+    diff = (warm - cold).double()
+    standard_error = float(diff.std() / math.sqrt(len(diff))) if len(diff) > 1 else float("inf")
+    losses = {"cold": float(cold.mean()), "warm": float(warm.mean()), "standard_error": standard_error}
+    return float(diff.mean()) > standard_error, losses
+
+
 def fit(
     model: TransferModel,
     train: Batches,
@@ -262,6 +301,16 @@ def fit(
         :class:`TrainConfig`.
     weights
         Optional per-class loss weights (see :func:`class_weights`).
+
+    Notes
+    -----
+    A model with ``probe_warm_start`` (REFINE) first fits a linear probe and starts from it. With
+    ``probe_warm_start="auto"`` and a validation set, the model is trained twice from the same
+    initialisation, once cold and once from the probe; the cold run is kept only when its validation
+    loss is lower by more than one standard error of the paired per-row difference (the warm start is
+    the protected default, and a small validation set must not flip the choice on noise).
+    ``History.start`` says which run was kept; ``History.start_val_loss`` has both losses and the
+    standard error.
     """
     config = config or TrainConfig()
     device = resolve_device(config.device)
@@ -270,69 +319,115 @@ def fit(
     model.to(device)
     train = train.to(device)
     val = val.to(device) if val is not None else None
-    history = History()
-    start = time.perf_counter()
-    groups = model.param_groups(config.lr, config.weight_decay)
-    if not any(len(g["params"]) for g in groups):
+    if not any(len(g["params"]) for g in model.param_groups(config.lr, config.weight_decay)):
         raise ValueError(f"{type(model).__name__} has no trainable parameters.")
+    start = time.perf_counter()
+    warm = getattr(model, "probe_warm_start", False)
+    if warm == "auto" and val is None:
+        warm = True
+    sample_loss_fn = _loss_function(task, None if weights is None else weights.to(device), reduction="none")
+    run = _RunSettings(task, config, weights, device, amp, loss_fn, sample_loss_fn)
     with seeded(config.random_state, device):
-        if getattr(model, "probe_warm_start", False):
-            probe = model.probe()  # initialised inside the seeded block: reproducible
-            history.warm_start = fit(probe, train, val, task=task, config=config, weights=weights)
-            model.start_from_probe(probe)
-        generator = torch.Generator().manual_seed(config.random_state)
-        if config.optimizer == "adam":
-            optimizer = torch.optim.Adam(groups)
+        if warm == "auto":
+            initial = _trainable_state(model)
+            cold_history = _train_once(model, train, val, run)
+            cold_state = _trainable_state(model)
+            model.load_state_dict(initial, strict=False)
+            history = _train_from_probe(model, train, val, run)
+            use_cold, losses = _cold_clearly_better(model, cold_state, _trainable_state(model), val, run)
+            if use_cold:
+                model.load_state_dict(cold_state, strict=False)
+                cold_history.warm_start = history.warm_start
+                history = cold_history
+                history.start = "cold"
+            history.start_val_loss = losses
+        elif warm:
+            history = _train_from_probe(model, train, val, run)
         else:
-            optimizer = torch.optim.SGD(groups, momentum=config.momentum)
-        use_scaler = amp and not torch.cuda.is_bf16_supported()
-        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        best_loss, best_state, waited = float("inf"), None, 0
-        epochs = tqdm(range(config.max_epochs), disable=not config.progress, desc=type(model).__name__, leave=False)
-        for epoch in epochs:
-            model.train()
-            running, seen = 0.0, 0
-            n_batches = max(getattr(train, "n_batches", 1), 1)
-            for step, batch in enumerate(train.batches(generator)):
-                progress = (epoch + min(step / n_batches, 1.0)) / config.max_epochs
-                optimizer.zero_grad(set_to_none=True)
-                with _autocast(device, amp):
-                    outputs = model(**_model_inputs(batch))
-                    loss = model.training_loss(batch, outputs, loss_fn, progress)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"The training loss became {float(loss)} at epoch {epoch}: lower the learning rate."
-                    )
-                scaler.scale(loss).backward()
-                if config.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                n_rows = int(batch["mask"].sum()) if batch.get("mask") is not None else len(batch["y"])
-                running += float(loss.detach()) * n_rows
-                seen += n_rows
-            history.train_loss.append(running / max(seen, 1))
-            if val is None:
-                continue
-            val_loss, val_score = _evaluate(model, val, loss_fn, task, device, amp)
-            history.val_loss.append(val_loss)
-            history.val_score.append(val_score)
-            epochs.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val_loss:.3f}")
-            if val_loss < best_loss - config.min_delta:
-                best_loss, best_state, waited = val_loss, _trainable_state(model), 0
-                history.best_epoch = epoch
-            else:
-                waited += 1
-                if config.patience is not None and waited >= config.patience:
-                    history.stopped_early = True
-                    break
+            history = _train_once(model, train, val, run)
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+@dataclass(frozen=True)
+class _RunSettings:
+    task: Task
+    config: TrainConfig
+    weights: torch.Tensor | None
+    device: torch.device
+    amp: bool
+    loss_fn: Callable
+    sample_loss_fn: Callable
+
+
+def _train_from_probe(model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings) -> History:
+    """Fit the model's linear probe, start the model's head from it, then train the model."""
+    probe = model.probe()  # initialised inside the caller's seeded block: reproducible
+    probe_history = fit(probe, train, val, task=run.task, config=run.config, weights=run.weights)
+    model.start_from_probe(probe)
+    history = _train_once(model, train, val, run)
+    history.warm_start = probe_history
+    history.start = "warm"
+    return history
+
+
+def _train_once(model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings) -> History:
+    """One optimisation run from the model's current weights; restores the best epoch's weights."""
+    config, device, amp = run.config, run.device, run.amp
+    history = History()
+    groups = model.param_groups(config.lr, config.weight_decay)
+    generator = torch.Generator().manual_seed(config.random_state)
+    if config.optimizer == "adam":
+        optimizer = torch.optim.Adam(groups)
+    else:
+        optimizer = torch.optim.SGD(groups, momentum=config.momentum)
+    use_scaler = amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    best_loss, best_state, waited = float("inf"), None, 0
+    epochs = tqdm(range(config.max_epochs), disable=not config.progress, desc=type(model).__name__, leave=False)
+    for epoch in epochs:
+        model.train()
+        running, seen = 0.0, 0
+        n_batches = max(getattr(train, "n_batches", 1), 1)
+        for step, batch in enumerate(train.batches(generator)):
+            progress = (epoch + min(step / n_batches, 1.0)) / config.max_epochs
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, amp):
+                outputs = model(**_model_inputs(batch))
+                loss = model.training_loss(batch, outputs, run.loss_fn, progress)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"The training loss became {float(loss)} at epoch {epoch}: lower the learning rate."
+                )
+            scaler.scale(loss).backward()
+            if config.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            n_rows = int(batch["mask"].sum()) if batch.get("mask") is not None else len(batch["y"])
+            running += float(loss.detach()) * n_rows
+            seen += n_rows
+        history.train_loss.append(running / max(seen, 1))
+        if val is None:
+            continue
+        val_loss, val_score = _evaluate(model, val, run.loss_fn, run.task, device, amp)
+        history.val_loss.append(val_loss)
+        history.val_score.append(val_score)
+        epochs.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val_loss:.3f}")
+        if val_loss < best_loss - config.min_delta:
+            best_loss, best_state, waited = val_loss, _trainable_state(model), 0
+            history.best_epoch = epoch
+        else:
+            waited += 1
+            if config.patience is not None and waited >= config.patience:
+                history.stopped_early = True
+                break
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     else:
         history.best_epoch = len(history.train_loss) - 1
-    model.eval()
-    history.seconds = time.perf_counter() - start
     return history
 
 
