@@ -199,6 +199,11 @@ def test_source_cache_is_reused_and_keyed_by_config(synthetic_paths, tmp_path):
         task, dataclasses.replace(TINY, vision_source_epochs=2), cache_dir=tmp_path, paths=synthetic_paths, device="cpu"
     )
     assert other.path != first.path
+    target_side = pretrain_source(
+        task, dataclasses.replace(TINY, name="tiny+n_test=5", n_test=5, vision_target_epochs=3),
+        cache_dir=tmp_path, paths=synthetic_paths, device="cpu",
+    )
+    assert target_side.path == first.path  # target-only settings reuse the source
     assert all(p.suffix in (".safetensors", ".json") for p in tmp_path.iterdir())
 
 

@@ -78,6 +78,11 @@ class Protocol:
     vision_source_optimizer: str | None = None
     vision_source_lr: float | None = None
 
+    @property
+    def base(self) -> str:
+        """The protocol this one derives from (``"paper"`` for ``"paper+n_test=2000"``)."""
+        return self.name.split("+", 1)[0]
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -142,7 +142,7 @@ def train_config(task: Task, protocol: Protocol, strategy: str, seed: int, devic
         epochs = protocol.vision_source_epochs if vision else protocol.text_source_epochs
     else:
         epochs = protocol.vision_target_epochs if vision else protocol.text_target_epochs
-    if protocol.name == "paper" and task.paper_epochs is not None:
+    if protocol.base == "paper" and task.paper_epochs is not None:
         epochs = task.paper_epochs[0 if source else 1]
     common = dict(batch_size=task.batch_size, max_epochs=epochs, patience=None, random_state=seed, device=device)
     if strategy in ("lora", "dann_gate"):
@@ -170,18 +170,36 @@ class SourceModel:
     meta: dict
 
 
+#: Protocol fields that shape only the target side (run seeds, target and test sizes, target models and
+#: schedules): left out of the source's cache key, so changing them reuses the pretrained source.
+TARGET_ONLY_FIELDS = (
+    "seeds",
+    "n_mnist",
+    "n_stl",
+    "n_test",
+    "small_channels",
+    "small_hidden",
+    "vision_target_epochs",
+    "text_target_epochs",
+    "text_target_per_class",
+    "text_test_per_class",
+)
+
+
 def _source_key(task: Task, protocol: Protocol, n_classes: int) -> tuple[str, dict]:
+    settings = protocol.to_dict()
+    settings["name"] = protocol.base  # overrides are in the fields themselves
+    for name in TARGET_ONLY_FIELDS:
+        settings.pop(name)
     config = {
         "task": task.name,
         "modality": task.modality,
         "entries": list(task.entries),
-        "protocol": protocol.to_dict(),
+        "protocol": settings,
         "n_classes": n_classes,
         "batch_size": task.batch_size,
-        "format": 1,
+        "format": 2,
     }
-    # run seeds do not change the source: drop them from the key
-    config["protocol"].pop("seeds")
     blob = json.dumps(config, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16], config
 
@@ -197,12 +215,13 @@ def pretrain_source(
 ) -> SourceModel:
     """Train the source model on the task's source data once (``protocol.source_seed``), or load it.
 
-    The weights are saved as ``<cache_dir>/<task>-<key>.safetensors`` (safetensors, never pickle), with
-    the configuration that produced them in a ``.json`` next to it; ``key`` hashes that configuration.
+    The weights are saved as ``<cache_dir>/<task>-<protocol>-<key>.safetensors`` (safetensors, never pickle), with
+    the configuration that produced them in a ``.json`` next to it; ``key`` hashes that configuration
+    (every protocol field except :data:`TARGET_ONLY_FIELDS`).
     """
     data = task.source(protocol, paths, data_dir)
     key, config = _source_key(task, protocol, data.n_classes)
-    path = Path(cache_dir) / f"{task.name}-{protocol.name}-{key}.safetensors" if cache_dir is not None else None
+    path = Path(cache_dir) / f"{task.name}-{protocol.base}-{key}.safetensors" if cache_dir is not None else None
     with seeded(protocol.source_seed):
         model = NoTrans(source_features_module(task, protocol), data.n_classes)
     if path is not None and path.is_file():
