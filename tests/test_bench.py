@@ -441,3 +441,31 @@ def test_refine_start_is_chosen_and_recorded(synthetic_paths, tmp_path):
         assert {"start_val_loss_cold", "start_val_loss_warm"} <= set(by["refine"])
     assert by["refine"]["n_train"] == by["refine:warm"]["n_train"] == TINY.n_target
     assert "refine_start" not in by["refine:warm"] and "refine_start" not in by["refine:nowarm"]
+
+
+def test_merge_runs_rebuilds_one_report_from_seed_parts(tmp_path):
+    """benchmarks/merge_runs.py: per-seed invocations merged as if all seeds had run at once."""
+    import importlib.util
+
+    import pandas as pd
+
+    from spatial_refine.bench.report import write_report
+
+    spec = importlib.util.spec_from_file_location("merge_runs", Path(__file__).parents[1] / "benchmarks" / "merge_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parts = []
+    for seed in (1, 2):
+        records = [
+            {"task": "books-kitchen", "protocol": "tiny", "strategy": s, "seed": seed, "accuracy": acc, "macro_f1": acc,
+             "weighted_f1": acc, "auc_ovr": acc, "min_class_accuracy": acc, "train_seconds": 1.0, "n_train": 8,
+             "n_test": 8, "trainable_params": 10}
+            for s, acc in (("notrans", 0.5 + 0.1 * seed), ("refine", 0.6))
+        ]
+        written = write_report(records, tmp_path / f"s{seed}", task="books-kitchen", protocol="tiny", plot=False)
+        parts.append(written["runs"])
+    module.merge(parts, tmp_path / "all", "books-kitchen", "tiny", plot=False)
+    table = pd.read_csv(tmp_path / "all" / "books-kitchen-tiny.csv").set_index("strategy")
+    assert table.loc["notrans", "n_seeds"] == 2
+    assert table.loc["notrans", "accuracy_mean"] == pytest.approx(65.0)
+    assert "72.72" in (tmp_path / "all" / "books-kitchen-tiny.md").read_text()
