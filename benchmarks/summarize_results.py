@@ -43,6 +43,8 @@ def main(results: Path) -> str:
                 "|---|---|---|---|" + "---|" * len(ABLATION)]
     for path in tables:
         frame = pd.read_csv(path)
+        if not {"task", "strategy", "accuracy_mean"} <= set(frame.columns):
+            continue  # another script's table (synthetic, theory, diagnostics)
         task = str(frame["task"].iloc[0])
         protocol = path.stem[len(task) + 1 :]
         published = PUBLISHED.get(task, {})
