@@ -1,6 +1,6 @@
 """Collect every ``benchmarks/results/<task>-<protocol>.csv`` into one overview (``SUMMARY.md``): test
 accuracy (mean +- std over seeds) per task and strategy, the published accuracy beside it, and the
-REFINE ablation (defaults vs switched off).
+REFINE ablation (defaults vs forced warm / cold start vs switched off; "-" where a variant was not run).
 
     python benchmarks/summarize_results.py [results_dir]
 """
@@ -17,7 +17,8 @@ import pandas as pd  # noqa: E402
 from spatial_refine.bench.tasks import PUBLISHED  # noqa: E402
 
 MAIN = ["notrans", "linear_probe", "adapter", "distill", "lora", "dann_gate", "refine"]
-ABLATION = ["refine", "refine:nostd", "refine:nowarm", "refine:plain"]
+# refine = the core's default (start chosen on validation); warm / nowarm force one start
+ABLATION = ["refine", "refine:warm", "refine:nowarm", "refine:nostd", "refine:plain"]
 
 
 def _cell(frame: pd.DataFrame, strategy: str) -> str:
@@ -42,6 +43,8 @@ def main(results: Path) -> str:
                 "|---|---|---|---|" + "---|" * len(ABLATION)]
     for path in tables:
         frame = pd.read_csv(path)
+        if not {"task", "strategy", "accuracy_mean"} <= set(frame.columns):
+            continue  # another script's table (synthetic, theory, diagnostics)
         task = str(frame["task"].iloc[0])
         protocol = path.stem[len(task) + 1 :]
         published = PUBLISHED.get(task, {})
@@ -50,7 +53,7 @@ def main(results: Path) -> str:
             pub = f" [{published[s]:.1f}]" if s in published else ""
             cells.append(_cell(frame, s) + pub)
         lines.append(f"| {task} | {protocol} | " + " | ".join(cells) + " |")
-        if set(ABLATION) <= set(frame["strategy"]):
+        if len(set(ABLATION) & set(frame["strategy"])) > 1:
             ablation.append(
                 f"| {task} | {protocol} | {_cell(frame, 'notrans')} | {_cell(frame, 'linear_probe')} | "
                 + " | ".join(_cell(frame, s) for s in ABLATION) + " |"

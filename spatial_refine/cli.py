@@ -1,4 +1,11 @@
-"""Command line: ``spatial-refine demo`` (and the benchmark runners)."""
+"""Command line: ``spatial-refine demo`` and ``spatial-refine bench {vision,text}`` (the benchmark runners).
+
+Examples::
+
+    spatial-refine demo --out demo_out
+    spatial-refine bench vision --task usps-mnist --protocol quick
+    spatial-refine bench text --task books-kitchen --seeds 42 43
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+from .bench.cli import add_bench_parser, run
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -28,10 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-labelled", type=int, default=500, help="labelled reference cells")
     demo.add_argument("--random-state", type=int, default=0)
     demo.set_defaults(handler=_demo)
+
+    bench = add_bench_parser(commands)
+    bench.set_defaults(handler=run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``spatial-refine``; ``argv`` defaults to ``sys.argv[1:]``. Returns the exit status."""
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

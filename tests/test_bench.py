@@ -199,6 +199,11 @@ def test_source_cache_is_reused_and_keyed_by_config(synthetic_paths, tmp_path):
         task, dataclasses.replace(TINY, vision_source_epochs=2), cache_dir=tmp_path, paths=synthetic_paths, device="cpu"
     )
     assert other.path != first.path
+    target_side = pretrain_source(
+        task, dataclasses.replace(TINY, name="tiny+n_test=5", n_test=5, vision_target_epochs=3),
+        cache_dir=tmp_path, paths=synthetic_paths, device="cpu",
+    )
+    assert target_side.path == first.path  # target-only settings reuse the source
     assert all(p.suffix in (".safetensors", ".json") for p in tmp_path.iterdir())
 
 
@@ -282,6 +287,7 @@ def test_parse_strategy_variants():
     assert parse_strategy("refine") == ("refine", {})
     assert parse_strategy("refine:plain") == ("refine", {"standardize_features": False, "probe_warm_start": False})
     assert parse_strategy("refine:nowarm") == ("refine", {"probe_warm_start": False})
+    assert parse_strategy("refine:warm") == ("refine", {"probe_warm_start": True})
     with pytest.raises(ValueError):
         parse_strategy("notrans:nostd")
     with pytest.raises(ValueError):
@@ -373,3 +379,93 @@ def test_protocol_override_is_named_and_typed():
     assert override(QUICK, []) is QUICK
     with pytest.raises(ValueError, match="Cannot set"):
         override(QUICK, ["widths=3"])
+
+
+@pytest.mark.parametrize(
+    ("modality", "task", "entries"),
+    [("vision", "usps-mnist", ("usps_h5", "mnist_5k", "mnist_test_images", "mnist_test_labels")),
+     ("text", "books-kitchen", ("blitzer_books", "blitzer_kitchen"))],
+)
+def test_main_cli_runs_bench(modality, task, entries, synthetic_paths, tmp_path, monkeypatch):
+    """``spatial-refine bench vision|text ...`` through the package's console entry point."""
+    import spatial_refine.bench.protocols as protocols
+    from spatial_refine.cli import main as cli_main
+
+    monkeypatch.setitem(protocols.PROTOCOLS, "quick", TINY)
+    out = tmp_path / "results"
+    args = ["bench", modality, "--task", task, "--seeds", "0", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+            "--strategies", "notrans", "linear_probe", "refine", "--no-plot"]
+    for entry in entries:
+        args += ["--path", f"{entry}={synthetic_paths[entry]}"]
+    assert cli_main(args) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out / f"{task}-tiny.csv")
+    assert set(table["strategy"]) == {"notrans", "linear_probe", "refine"}
+    assert list(out.glob("*.png")) == []
+
+
+def test_main_cli_rejects_a_task_of_the_other_modality():
+    from spatial_refine.cli import main as cli_main
+
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "text", "--task", "usps-mnist"])
+
+
+def test_stratified_holdout_keeps_every_class_on_both_sides():
+    from spatial_refine.bench.runner import stratified_holdout
+
+    y = np.repeat(np.arange(10), 10)
+    fit_rows, val_rows = stratified_holdout(y, 0.2, seed=0)
+    assert len(val_rows) == 20 and len(fit_rows) == 80
+    assert set(np.intersect1d(fit_rows, val_rows)) == set()
+    assert all((y[val_rows] == c).sum() == 2 for c in range(10))
+    lonely = stratified_holdout(np.array([0, 1, 1]), 0.2, seed=0)
+    assert list(lonely[1]) == [1] or list(lonely[1]) == [2]
+    assert 0 in lonely[0]
+
+
+def test_refine_start_is_chosen_and_recorded(synthetic_paths, tmp_path):
+    """Default REFINE: start chosen on a held-out split, then trained on the whole target subset."""
+    from spatial_refine.refine.strategies import Refine
+
+    task = get_task("cifar10-flip80")
+    records, _ = run_task(task, TINY, strategies=("refine", "refine:warm", "refine:nowarm"), seeds=(0,),
+                          cache_dir=tmp_path, paths=synthetic_paths, device="cpu")
+    by = {r["strategy"]: r for r in records}
+    import inspect
+
+    default = inspect.signature(Refine).parameters["probe_warm_start"].default
+    if default == "auto":
+        assert by["refine"]["refine_start"] in ("warm", "cold")
+        assert {"start_val_loss_cold", "start_val_loss_warm"} <= set(by["refine"])
+    assert by["refine"]["n_train"] == by["refine:warm"]["n_train"] == TINY.n_target
+    assert "refine_start" not in by["refine:warm"] and "refine_start" not in by["refine:nowarm"]
+
+
+def test_merge_runs_rebuilds_one_report_from_seed_parts(tmp_path):
+    """benchmarks/merge_runs.py: per-seed invocations merged as if all seeds had run at once."""
+    import importlib.util
+
+    import pandas as pd
+
+    from spatial_refine.bench.report import write_report
+
+    spec = importlib.util.spec_from_file_location("merge_runs", Path(__file__).parents[1] / "benchmarks" / "merge_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parts = []
+    for seed in (1, 2):
+        records = [
+            {"task": "books-kitchen", "protocol": "tiny", "strategy": s, "seed": seed, "accuracy": acc, "macro_f1": acc,
+             "weighted_f1": acc, "auc_ovr": acc, "min_class_accuracy": acc, "train_seconds": 1.0, "n_train": 8,
+             "n_test": 8, "trainable_params": 10}
+            for s, acc in (("notrans", 0.5 + 0.1 * seed), ("refine", 0.6))
+        ]
+        written = write_report(records, tmp_path / f"s{seed}", task="books-kitchen", protocol="tiny", plot=False)
+        parts.append(written["runs"])
+    module.merge(parts, tmp_path / "all", "books-kitchen", "tiny", plot=False)
+    table = pd.read_csv(tmp_path / "all" / "books-kitchen-tiny.csv").set_index("strategy")
+    assert table.loc["notrans", "n_seeds"] == 2
+    assert table.loc["notrans", "accuracy_mean"] == pytest.approx(65.0)
+    assert "72.72" in (tmp_path / "all" / "books-kitchen-tiny.md").read_text()

@@ -36,6 +36,10 @@ class Protocol:
     n_source, n_target, n_usps, n_mnist, n_stl, n_test
         Sample sizes: CIFAR source images, CIFAR target images, USPS source digits, MNIST target digits,
         STL-10 target images, test images (``None``: the whole test set).
+    vision_source_optimizer, vision_source_lr
+        Optimiser of source pretraining when it differs from the target's (``None``: the same). Used to
+        pretrain the paper-size source with Adam in a few epochs on a CPU while the target side keeps the
+        paper's SGD schedule.
     text_*
         Transformer sizes and schedule of the text tasks; ``text_target_per_class`` and
         ``text_test_per_class`` are reviews per sentiment class.
@@ -71,6 +75,13 @@ class Protocol:
     text_lr: float
     text_target_per_class: int
     text_test_per_class: int
+    vision_source_optimizer: str | None = None
+    vision_source_lr: float | None = None
+
+    @property
+    def base(self) -> str:
+        """The protocol this one derives from (``"paper"`` for ``"paper+n_test=2000"``)."""
+        return self.name.split("+", 1)[0]
 
     def to_dict(self) -> dict:
         return asdict(self)

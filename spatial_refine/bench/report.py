@@ -56,7 +56,8 @@ def to_markdown(summary: pd.DataFrame, published: dict[str, float] | None = None
 
 
 def machine_info() -> dict:
-    """Where a benchmark ran: platform, CPU count, Python, torch and numpy versions, device."""
+    """Where a benchmark ran: platform, CPU count, torch threads, Python, torch and numpy versions, device, and
+    the system load average when the report was written (other jobs sharing the CPU slow every timing)."""
     import torch
 
     return {
@@ -68,6 +69,7 @@ def machine_info() -> dict:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -90,6 +92,18 @@ def _plot(summary: pd.DataFrame, published: dict[str, float], title: str, path: 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _start_choices(records: list[dict]) -> str:
+    """One line on REFINE's start chosen on validation (``refine_start`` in the records), or ``""``."""
+    frame = pd.DataFrame(records)
+    if "refine_start" not in frame:
+        return ""
+    lines = []
+    for strategy, group in frame.dropna(subset=["refine_start"]).groupby("strategy", sort=False):
+        cold = int((group["refine_start"] == "cold").sum())
+        lines.append(f"{strategy}: cold start kept in {cold} of {len(group)} seeds (warm start in the others)")
+    return "REFINE's start, chosen on a held-out 20% of the target subset: " + "; ".join(lines) + ".\n"
 
 
 def write_report(
@@ -128,8 +142,13 @@ def write_report(
         f"{description}\n" if description else "",
         f"Seeds {seeds}; mean +- std over seeds; published = the paper's accuracy (paper protocol, 5 runs).\n",
         to_markdown(summary, published),
-        f"\nMachine: {info['platform']}, {info['cpu_count']} CPUs, torch {info['torch']}, device {info['cuda'] or 'cpu'}.\n",
+        f"\nMachine: {info['platform']}, {info['cpu_count']} CPUs, {info['torch_threads']} torch thread(s), torch "
+        f"{info['torch']}, device {info['cuda'] or 'cpu'}; load average {info['load_average_1_5_15min']} (1/5/15 min) "
+        "when written.\n",
     ]
+    starts = _start_choices(records)
+    if starts:
+        text.append(starts)
     if source_meta:
         acc = source_meta.get("train_accuracy_on_source_labels")
         secs = source_meta.get("seconds")

@@ -2,8 +2,16 @@
 subset of every seed and evaluate it on the target test set.
 
 Strategy names are the core's (:data:`spatial_refine.refine.STRATEGIES`) plus REFINE ablation variants
-``refine:<option>[,<option>]`` with options ``nostd`` (no fixed standardisation of ``f_rep``) and
-``nowarm`` (no linear-probe warm start); ``refine:plain`` switches both off.
+``refine:<option>[,<option>]`` with options ``nostd`` (no fixed standardisation of ``f_rep``), ``nowarm``
+(cold start: no linear-probe warm start) and ``warm`` (always the warm start); ``refine:plain`` switches
+standardisation and warm start off (the paper's method).
+
+REFINE's default start (``probe_warm_start="auto"`` in the core) is chosen on a validation split. The
+paper's protocol has none (fixed epochs), so the runner makes one for that choice only: a stratified
+:data:`VALIDATION_FRACTION` of the target training subset is held out, the core trains the cold and the
+warm start on the rest and keeps the cold one only when its validation loss is lower by more than one
+standard error; REFINE is then retrained on the *whole* target training subset with the chosen start and
+the same fixed epochs as every other strategy (so no strategy sees less training data).
 """
 
 from __future__ import annotations
@@ -34,16 +42,35 @@ from .metrics import classification_metrics
 from .protocols import Protocol
 from .tasks import Paths, Split, Task
 
-__all__ = ["DEFAULT_STRATEGIES", "SourceModel", "parse_strategy", "pretrain_source", "run_task"]
+__all__ = [
+    "DEFAULT_STRATEGIES",
+    "VALIDATION_FRACTION",
+    "SourceModel",
+    "choose_refine_start",
+    "parse_strategy",
+    "pretrain_source",
+    "run_task",
+    "stratified_holdout",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STRATEGIES = ("notrans", "linear_probe", "adapter", "distill", "lora", "dann_gate", "refine")
-_VARIANT_OPTIONS = {"nostd": ("standardize_features", False), "nowarm": ("probe_warm_start", False)}
+_VARIANT_OPTIONS = {
+    "nostd": ("standardize_features", False),
+    "nowarm": ("probe_warm_start", False),
+    "warm": ("probe_warm_start", True),
+}
+#: Share of the target training subset held out to choose REFINE's start (cold or probe warm start).
+VALIDATION_FRACTION = 0.2
 
 
 def parse_strategy(spec: str) -> tuple[str, dict]:
-    """``"refine:nostd,nowarm"`` -> ``("refine", {"standardize_features": False, "probe_warm_start": False})``."""
+    """``"refine:nostd,nowarm"`` -> ``("refine", {"standardize_features": False, "probe_warm_start": False})``.
+
+    Options: ``nostd``, ``nowarm`` (cold start), ``warm`` (always the probe warm start), ``plain``
+    (``nostd`` + ``nowarm``). Plain ``refine`` keeps the core's defaults.
+    """
     name, _, options = spec.partition(":")
     kwargs: dict = {}
     if options:
@@ -56,7 +83,7 @@ def parse_strategy(spec: str) -> tuple[str, dict]:
                 key, value = _VARIANT_OPTIONS[option]
                 kwargs[key] = value
             else:
-                raise ValueError(f"Unknown refine option {option!r} in {spec!r}: use nostd, nowarm or plain.")
+                raise ValueError(f"Unknown refine option {option!r} in {spec!r}: use nostd, nowarm, warm or plain.")
     return name, kwargs
 
 
@@ -106,7 +133,8 @@ def _text_transformer(protocol: Protocol) -> nn.Module:
 
 
 def train_config(task: Task, protocol: Protocol, strategy: str, seed: int, device: str, *, source: bool = False) -> TrainConfig:
-    """Optimiser and schedule: the protocol's for vision (paper: SGD lr 0.01, momentum 0.9), Adam for text;
+    """Optimiser and schedule: the protocol's for vision (paper: SGD lr 0.01, momentum 0.9; the source may
+    have its own, ``vision_source_optimizer``), Adam for text;
     Adam 1e-3 for LoRA and DANN-Gate (weight decay 1e-4 for DANN-Gate), as in the paper. Fixed epochs, no
     early stopping (the paper has no validation split)."""
     vision = task.modality == "vision"
@@ -114,11 +142,14 @@ def train_config(task: Task, protocol: Protocol, strategy: str, seed: int, devic
         epochs = protocol.vision_source_epochs if vision else protocol.text_source_epochs
     else:
         epochs = protocol.vision_target_epochs if vision else protocol.text_target_epochs
-    if protocol.name == "paper" and task.paper_epochs is not None:
+    if protocol.base == "paper" and task.paper_epochs is not None:
         epochs = task.paper_epochs[0 if source else 1]
     common = dict(batch_size=task.batch_size, max_epochs=epochs, patience=None, random_state=seed, device=device)
     if strategy in ("lora", "dann_gate"):
         return TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-4 if strategy == "dann_gate" else 0.0, **common)
+    if vision and source and protocol.vision_source_optimizer is not None:
+        lr = protocol.vision_lr if protocol.vision_source_lr is None else protocol.vision_source_lr
+        return TrainConfig(optimizer=protocol.vision_source_optimizer, lr=lr, momentum=0.9, **common)
     if vision:
         return TrainConfig(optimizer=protocol.vision_optimizer, lr=protocol.vision_lr, momentum=0.9, **common)
     return TrainConfig(optimizer="adam", lr=protocol.text_lr, grad_clip=1.0, **common)
@@ -139,18 +170,36 @@ class SourceModel:
     meta: dict
 
 
+#: Protocol fields that shape only the target side (run seeds, target and test sizes, target models and
+#: schedules): left out of the source's cache key, so changing them reuses the pretrained source.
+TARGET_ONLY_FIELDS = (
+    "seeds",
+    "n_mnist",
+    "n_stl",
+    "n_test",
+    "small_channels",
+    "small_hidden",
+    "vision_target_epochs",
+    "text_target_epochs",
+    "text_target_per_class",
+    "text_test_per_class",
+)
+
+
 def _source_key(task: Task, protocol: Protocol, n_classes: int) -> tuple[str, dict]:
+    settings = protocol.to_dict()
+    settings["name"] = protocol.base  # overrides are in the fields themselves
+    for name in TARGET_ONLY_FIELDS:
+        settings.pop(name)
     config = {
         "task": task.name,
         "modality": task.modality,
         "entries": list(task.entries),
-        "protocol": protocol.to_dict(),
+        "protocol": settings,
         "n_classes": n_classes,
         "batch_size": task.batch_size,
-        "format": 1,
+        "format": 2,
     }
-    # run seeds do not change the source: drop them from the key
-    config["protocol"].pop("seeds")
     blob = json.dumps(config, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16], config
 
@@ -166,12 +215,13 @@ def pretrain_source(
 ) -> SourceModel:
     """Train the source model on the task's source data once (``protocol.source_seed``), or load it.
 
-    The weights are saved as ``<cache_dir>/<task>-<key>.safetensors`` (safetensors, never pickle), with
-    the configuration that produced them in a ``.json`` next to it; ``key`` hashes that configuration.
+    The weights are saved as ``<cache_dir>/<task>-<protocol>-<key>.safetensors`` (safetensors, never pickle), with
+    the configuration that produced them in a ``.json`` next to it; ``key`` hashes that configuration
+    (every protocol field except :data:`TARGET_ONLY_FIELDS`).
     """
     data = task.source(protocol, paths, data_dir)
     key, config = _source_key(task, protocol, data.n_classes)
-    path = Path(cache_dir) / f"{task.name}-{protocol.name}-{key}.safetensors" if cache_dir is not None else None
+    path = Path(cache_dir) / f"{task.name}-{protocol.base}-{key}.safetensors" if cache_dir is not None else None
     with seeded(protocol.source_seed):
         model = NoTrans(source_features_module(task, protocol), data.n_classes)
     if path is not None and path.is_file():
@@ -214,6 +264,78 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.nda
     return torch.cat([model(x=x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).numpy()
 
 
+def stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split row indices into (fit, validation), holding out ``fraction`` of every class.
+
+    Each class keeps at least one row on each side when it has two or more (a single-row class stays in
+    the fit part). Both index arrays are sorted.
+    """
+    rng = np.random.default_rng(seed)
+    fit_rows, val_rows = [], []
+    for c in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == c))
+        k = 0 if len(rows) < 2 else min(max(round(fraction * len(rows)), 1), len(rows) - 1)
+        val_rows.append(rows[:k])
+        fit_rows.append(rows[k:])
+    return np.sort(np.concatenate(fit_rows)), np.sort(np.concatenate(val_rows))
+
+
+def _rows(split: Split, rows: np.ndarray) -> Split:
+    return Split(split.x[torch.as_tensor(rows)], split.y[rows], split.n_classes)
+
+
+def choose_refine_start(
+    build, train: Split, features: torch.Tensor, config: TrainConfig, seed: int
+) -> tuple[str, dict[str, float] | None]:
+    """Choose REFINE's start (``"warm"`` or ``"cold"``) on a held-out part of the target training set.
+
+    Parameters
+    ----------
+    build
+        Zero-argument callable returning a fresh REFINE model with ``probe_warm_start="auto"``.
+    train, features
+        The target training subset and its frozen source features.
+    config
+        The training configuration of the final run (same epochs, optimiser, seed).
+    seed
+        Seed of the stratified split (:data:`VALIDATION_FRACTION` held out).
+
+    Returns
+    -------
+    The start the core kept (``History.start``) and its validation losses (``History.start_val_loss``:
+    ``cold``, ``warm``, ``standard_error``), or ``("warm", None)`` when there is too little data to
+    hold any out.
+    """
+    fit_rows, val_rows = stratified_holdout(train.y, VALIDATION_FRACTION, seed)
+    if len(val_rows) < 2:
+        return "warm", None
+    model = build()
+    model.fit_feature_statistics(features[torch.as_tensor(fit_rows)])
+    history = fit(
+        model,
+        _batches(_rows(train, fit_rows), features[torch.as_tensor(fit_rows)], config.batch_size, shuffle=True),
+        _batches(_rows(train, val_rows), features[torch.as_tensor(val_rows)], 256, shuffle=False),
+        task="classification",
+        config=config,
+    )
+    return getattr(history, "start", "warm"), getattr(history, "start_val_loss", None)
+
+
+class _FeatureCache:
+    """Frozen features of inputs seen before (the test set is the same for every seed): keyed by a hash
+    of the input tensor, so a changed input can never reuse stale features."""
+
+    def __init__(self, source: FrozenSource) -> None:
+        self.source = source
+        self._store: dict[str, torch.Tensor] = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest() + str(tuple(x.shape))
+        if key not in self._store:
+            self._store[key] = extract_features(self.source, x)
+        return self._store[key]
+
+
 # ------------------------------------------------------------------------------------------------
 
 
@@ -230,7 +352,9 @@ def run_task(
 ) -> tuple[list[dict], SourceModel]:
     """Train and evaluate every strategy on every seed of one task.
 
-    Distillation is skipped (with a log message) where source and target label spaces differ.
+    Distillation is skipped (with a log message) where source and target label spaces differ. REFINE
+    with the core's ``probe_warm_start="auto"`` gets its start chosen by :func:`choose_refine_start`
+    (recorded as ``refine_start`` and ``start_val_loss_*``), then trains on the whole target subset.
 
     Returns
     -------
@@ -243,10 +367,11 @@ def run_task(
         parse_strategy(spec)
     source = pretrain_source(task, protocol, cache_dir=cache_dir, paths=paths, data_dir=data_dir, device=device)
     records: list[dict] = []
+    features = _FeatureCache(source.source)
     for seed in seeds:
         train, test = task.target(protocol, seed, paths, data_dir)
-        f_train = extract_features(source.source, train.x)
-        f_test = extract_features(source.source, test.x)
+        f_train = features(train.x)
+        f_test = features(test.x)
         for spec in strategies:
             name, kwargs = parse_strategy(spec)
             if name == "distill" and not (task.same_label_space and source.n_classes == train.n_classes):
@@ -256,18 +381,29 @@ def run_task(
                 log.info("%s: %s adapts a Linear layer of the source features and there is none; skipped", task.name, name)
                 continue
             cfg = train_config(task, protocol, name, seed, device)
-            with seeded(seed):
-                encoder = residual_encoder(task, protocol) if name in ("notrans", "distill", "refine") else None
-                model = build_strategy(
-                    name,
-                    n_outputs=train.n_classes,
-                    encoder=encoder,
-                    source=source.source,
-                    feature_dim=source.source.features.out_dim,
-                    **kwargs,
-                )
-            model.fit_feature_statistics(f_train)
+
+            def build(options: dict = kwargs, name: str = name, seed: int = seed, n_classes: int = train.n_classes):
+                with seeded(seed):
+                    encoder = residual_encoder(task, protocol) if name in ("notrans", "distill", "refine") else None
+                    return build_strategy(
+                        name,
+                        n_outputs=n_classes,
+                        encoder=encoder,
+                        source=source.source,
+                        feature_dim=source.source.features.out_dim,
+                        **options,
+                    )
+
+            model = build()
+            extra: dict = {}
             start = time.perf_counter()
+            if getattr(model, "probe_warm_start", None) == "auto":
+                chosen, losses = choose_refine_start(build, train, f_train, cfg, seed)
+                extra["refine_start"] = chosen
+                for key, value in (losses or {}).items():
+                    extra[f"start_val_loss_{key}"] = value
+                model = build({**kwargs, "probe_warm_start": chosen == "warm"})
+            model.fit_feature_statistics(f_train)
             fit(model, _batches(train, f_train, cfg.batch_size, shuffle=True), task="classification", config=cfg)
             seconds = time.perf_counter() - start
             logits = predict_outputs(model, _batches(test, f_test, 256, shuffle=False), device=device)
@@ -284,6 +420,7 @@ def run_task(
                     "n_train": len(train.y),
                     "n_test": len(test.y),
                     "trainable_params": n_trainable,
+                    **extra,
                 }
             )
             log.info("%s %s seed %d: accuracy %.4f", task.name, spec, seed, records[-1]["accuracy"])

@@ -337,13 +337,13 @@ def _domainnet(domain: str, locate, split: str) -> tuple[bd.ImageFolder, np.ndar
 
 def _clipart_source(protocol: Protocol, locate) -> Split:
     folder, rows = _domainnet("clipart", locate, "train")
-    rows = rows[_subset(len(rows), 3_000 if protocol.name == "paper" else protocol.n_target, protocol.source_seed)]
+    rows = rows[_subset(len(rows), 3_000 if protocol.base == "paper" else protocol.n_target, protocol.source_seed)]
     return Split(_images(folder, rows), folder.labels[rows], DOMAINNET_CLASSES)
 
 
 def _sketch_target(protocol: Protocol, seed: int, locate) -> tuple[Split, Split]:
     folder, rows = _domainnet("sketch", locate, "train")
-    rows = rows[_subset(len(rows), 1_000 if protocol.name == "paper" else protocol.n_target, seed)]
+    rows = rows[_subset(len(rows), 1_000 if protocol.base == "paper" else protocol.n_target, seed)]
     test_folder, test_rows = _domainnet("sketch", locate, "test")
     test_rows = test_rows[_subset(len(test_rows), protocol.n_test, protocol.source_seed + 1)]
     return Split(_images(folder, rows), folder.labels[rows], DOMAINNET_CLASSES), Split(
