@@ -21,7 +21,7 @@ from spatial_refine.refine import (
     fit,
     seeded,
 )
-from spatial_refine.refine.strategies import LoRALinear, _GradientReversal
+from spatial_refine.refine.strategies import FeatureStandardizer, LoRALinear, _GradientReversal
 from spatial_refine.refine.synthetic import make_transfer_task
 
 N_IN, N_FEAT, N_CLASSES = 12, 8, 3
@@ -221,6 +221,28 @@ def test_one_standard_error_rule_between_starts():
     use_cold, losses = _cold_clearly_better(model, good, good, val, run)  # a tie keeps the warm start
     assert not use_cold and losses["cold"] == losses["warm"]
     assert batch["y"].float().mean() > 0  # both classes present
+
+
+def test_standardizer_maps_constant_training_features_to_zero():
+    train = torch.tensor([[0.0, 1.0, 5.0], [0.0, 3.0, 5.0]])  # feature 0 dead, feature 2 constant
+    scaler = FeatureStandardizer(3).fit(train)
+    test = torch.tensor([[7.0, 2.0, 9.0]])
+    # hand-computed: feature 1 has mean 2, population std 1; the constant ones contribute 0
+    assert torch.equal(scaler(test), torch.tensor([[0.0, 0.0, 0.0]]))
+    assert torch.equal(scaler(torch.tensor([[0.0, 4.0, 5.0]])), torch.tensor([[0.0, 2.0, 0.0]]))
+
+
+def test_warm_start_keeps_the_residual_block_random_and_copies_the_probe():
+    model = build_strategy("refine", n_outputs=3, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT)
+    before = model.head.weight.detach().clone()
+    probe = model.probe()
+    with torch.no_grad():
+        probe.head.weight.fill_(0.5)
+        probe.head.bias.fill_(-1.0)
+    model.start_from_probe(probe)
+    assert torch.equal(model.head.weight[:, :8], before[:, :8])  # h block untouched (random, not zero)
+    assert bool((before[:, :8] != 0).any())
+    assert torch.all(model.head.weight[:, 8:] == 0.5) and torch.all(model.head.bias == -1.0)
 
 
 def test_probe_warm_start_rejects_unknown_values():

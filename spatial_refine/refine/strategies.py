@@ -63,6 +63,10 @@ class FeatureStandardizer(nn.Module):
     The statistics are buffers set once from the training features (:meth:`fit`), never trained. It puts
     ``f_rep`` on the scale of ``h(x)``, so the joint linear head is well conditioned whatever the scale of
     the source's features.
+
+    A feature that is constant on the training rows (``std < 1e-6``, e.g. a ReLU unit dead on every
+    training image) carries no information about the labels; it is mapped to 0 (its ``std`` is stored as
+    infinity) instead of being divided by ~0, which would blow up any test row where it is not constant.
     """
 
     def __init__(self, dim: int, enabled: bool = True) -> None:
@@ -76,7 +80,9 @@ class FeatureStandardizer(nn.Module):
         if self.enabled:
             features = features.float()
             self.mean.copy_(features.mean(0).to(self.mean.device))
-            self.std.copy_(features.std(0, unbiased=False).clamp_min(1e-6).to(self.std.device))
+            std = features.std(0, unbiased=False)
+            std = torch.where(std < 1e-6, torch.full_like(std, float("inf")), std)
+            self.std.copy_(std.to(self.std.device))
         return self
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -264,9 +270,14 @@ class Refine(TransferModel):
 
     @torch.no_grad()
     def start_from_probe(self, probe: LinearProbe) -> None:
-        """Head := [0, probe weights], bias := probe bias."""
+        """Head := [its random init, probe weights], bias := probe bias.
+
+        The residual block keeps its random initialisation rather than zero: at zero, ``h`` gets no
+        gradient until that block has grown, and on larger targets with a poor source early stopping then
+        ends training with ``h`` under-trained (CIFAR-10 flip80, 2,000 targets: 37.6 with a zero block vs
+        39.4 with a random one, NoTrans 39.6; ``benchmarks/results/diagnose_warm_start_*.md``).
+        """
         h_dim = self.head.in_features - probe.head.in_features
-        self.head.weight[:, :h_dim] = 0.0
         self.head.weight[:, h_dim:] = probe.head.weight
         self.head.bias.copy_(probe.head.bias)
 
