@@ -63,6 +63,10 @@ class Setting:
     n_pca: int
 
 
+def _dense(matrix) -> np.ndarray:
+    return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, dtype=np.float32)
+
+
 def _log_normalise(adata):
     import scanpy as sc
 
@@ -72,7 +76,7 @@ def _log_normalise(adata):
 
 def _pretrain_encoder(source, labels_key: str, random_state: int = 0):
     """Train an expression MLP on the source cells' labels; return a function cells -> 64-d features."""
-    x = np.asarray(source.X.toarray() if hasattr(source.X, "toarray") else source.X, dtype=np.float32)
+    x = _dense(source.X)
     mean, std = x.mean(0), np.maximum(x.std(0), 1e-6)
     codes = pd.Categorical(source.obs[labels_key].astype(str)).codes.astype(np.int64)
     rng = np.random.default_rng(random_state)
@@ -92,7 +96,7 @@ def _pretrain_encoder(source, labels_key: str, random_state: int = 0):
 
     @torch.no_grad()
     def embed(adata) -> np.ndarray:
-        values = np.asarray(adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, dtype=np.float32)
+        values = _dense(adata.X)
         return encoder(torch.from_numpy((values - mean) / std)).numpy()
 
     return embed
@@ -105,11 +109,9 @@ def _add_reps(reference, query, source, source_key: str, n_pca: int, scgpt: str 
     targets = [reference] + ([query] if query is not None else [])
     for adata in targets:
         adata.obsm["X_encoder"] = embed(adata)
-    dense = reference.X.toarray() if hasattr(reference.X, "toarray") else reference.X
-    pca = PCA(n_components=n_pca, random_state=0).fit(dense)
+    pca = PCA(n_components=n_pca, random_state=0).fit(_dense(reference.X))
     for adata in targets:
-        values = adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X
-        adata.obsm["X_pca_ref"] = pca.transform(values).astype(np.float32)
+        adata.obsm["X_pca_ref"] = pca.transform(_dense(adata.X)).astype(np.float32)
     reps = ["encoder", "pca"]
     if scgpt:
         for adata in targets:

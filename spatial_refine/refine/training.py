@@ -226,14 +226,20 @@ def _trainable_state(model: TransferModel) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _evaluate(model: TransferModel, data: Batches, loss_fn, task: Task, device: torch.device, amp: bool):
+def _counted_outputs(model: TransferModel, data: Batches, device: torch.device, amp: bool):
+    """Evaluation-mode ``(outputs, y)`` per batch, restricted to the rows that count (``mask``)."""
     model.eval()
-    total_loss, total_n, correct = 0.0, 0, 0.0
     for batch in data.batches(None):
         with _autocast(device, amp):
             outputs = model(**_model_inputs(batch))
         mask = batch.get("mask")
-        outputs, y = (outputs, batch["y"]) if mask is None else (outputs[mask], batch["y"][mask])
+        yield (outputs, batch["y"]) if mask is None else (outputs[mask], batch["y"][mask])
+
+
+@torch.no_grad()
+def _evaluate(model: TransferModel, data: Batches, loss_fn, task: Task, device: torch.device, amp: bool):
+    total_loss, total_n, correct = 0.0, 0, 0.0
+    for outputs, y in _counted_outputs(model, data, device, amp):
         if len(y) == 0:
             continue
         total_loss += float(loss_fn(outputs, y)) * len(y)
@@ -250,15 +256,8 @@ def _evaluate(model: TransferModel, data: Batches, loss_fn, task: Task, device: 
 @torch.no_grad()
 def _sample_losses(model: TransferModel, data: Batches, run: _RunSettings) -> torch.Tensor:
     """Per-row losses of every row that counts (``mask``), in batch order."""
-    model.eval()
-    losses = []
-    for batch in data.batches(None):
-        with _autocast(run.device, run.amp):
-            outputs = model(**_model_inputs(batch))
-        mask = batch.get("mask")
-        outputs, y = (outputs, batch["y"]) if mask is None else (outputs[mask], batch["y"][mask])
-        losses.append(run.sample_loss_fn(outputs, y).float().cpu())
-    return torch.cat(losses)
+    pairs = _counted_outputs(model, data, run.device, run.amp)
+    return torch.cat([run.sample_loss_fn(outputs, y).float().cpu() for outputs, y in pairs])
 
 
 def _cold_clearly_better(
