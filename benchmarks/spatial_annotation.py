@@ -20,7 +20,8 @@ Frozen representations (no real scGPT weights are reachable here)
 - ``scgpt`` with ``--scgpt DIR``: :func:`spatial_refine.tl.scgpt_embed` with that checkpoint folder.
 
 Methods: ``logreg`` (expression), ``neighbor_logreg`` (cell + mean of 1..L-hop neighbours, L chosen on
-validation), ``mlp`` and ``gnn`` from scratch, ``linear_probe`` / ``adapter`` / ``refine`` on each frozen
+validation), ``mlp`` and ``gnn`` from scratch (``gnn``: the default SIGN encoder; ``gnn_sage``: torch-geometric
+GraphSAGE with self path and jumping knowledge), ``linear_probe`` / ``adapter`` / ``refine`` on each frozen
 representation. Every method uses the package defaults (``sr.RefineAnnotator(...).train(random_state=seed)``):
 nothing is tuned per dataset. n labelled cells in {100, 300, 1000, 3000} (as the slice allows), 5 seeds;
 classes drawn only once in a sample are dropped from that sample (the annotator needs two cells per class).
@@ -48,7 +49,9 @@ from spatial_refine.encoders import MLPEncoder
 from spatial_refine.refine import TensorBatches, TrainConfig, build_strategy, fit, seeded
 
 RESULTS = Path(__file__).parent / "results"
-REP_FREE = ("logreg", "neighbor_logreg", "mlp", "gnn")
+REP_FREE = ("logreg", "neighbor_logreg", "mlp", "gnn", "gnn_sage")
+#: benchmark method -> annotator options (the default encoder is SIGN; ``gnn_sage`` is a torch-geometric GraphSAGE)
+METHOD_OPTIONS = {"gnn_sage": {"strategy": "gnn", "encoder": "sage"}}
 REP_METHODS = ("linear_probe", "adapter", "refine")
 
 
@@ -167,9 +170,9 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
     train_labels[labelled] = truth[labelled]
     reference.obs["_train_labels"] = pd.Categorical(train_labels)
     start = time.perf_counter()
-    model = sr.RefineAnnotator(
-        reference, "_train_labels", rep_key=REP_KEYS.get(rep, "X_encoder"), strategy=method
-    ).train(random_state=seed)
+    options = METHOD_OPTIONS.get(method, {"strategy": method})
+    model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS.get(rep, "X_encoder"), **options)
+    model.train(random_state=seed)
     if setting.query is not None:
         proba = model.predict(setting.query)
         y_true = setting.query.obs[setting.labels_key].astype(str).to_numpy()
@@ -259,16 +262,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scgpt", default=os.environ.get("SPATIAL_REFINE_SCGPT_DIR"), help="scGPT checkpoint folder")
     parser.add_argument("--quick", action="store_true", help="smoke run: n=100, one seed")
     parser.add_argument("--out", default=str(RESULTS / "spatial_annotation"), help="output prefix")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="RUNS_CSV",
+                        help="no training: rebuild the report from -runs.csv files of earlier (e.g. parallel) runs")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.seeds = [100], [0]
+    out = Path(args.out)
+    if args.merge:
+        runs = pd.concat([pd.read_csv(path) for path in args.merge], ignore_index=True)
+        header = f"## Spatial annotation benchmark\n\nMerged from {', '.join(Path(p).name for p in args.merge)}."
+        write_outputs(runs, out, header)
+        return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     settings, reps = load_settings(args.scgpt)
     if args.tasks:
         settings = [s for s in settings if s.name in args.tasks]
     if args.reps:
         reps = [r for r in reps if r in args.reps]
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     runs_path = out.with_name(out.name + "-runs.csv")
     records = []
@@ -290,8 +300,6 @@ def main(argv: list[str] | None = None) -> None:
                               f"L={record['n_layers']} start={record['start']} {record['seconds']:.1f}s", flush=True)
                 pd.DataFrame(records).to_csv(runs_path, index=False)
     runs = pd.DataFrame(records)
-    table = summarise(runs)
-    table.to_csv(out.with_suffix(".csv"), index=False)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     header = (
         f"## Spatial annotation benchmark\n\nRun: `python benchmarks/spatial_annotation.py {' '.join(argv or [])}`"
@@ -299,6 +307,13 @@ def main(argv: list[str] | None = None) -> None:
         f"torch threads {torch.get_num_threads()}. Test = a new slice (seqFISH, MERFISH) or the unlabelled cells "
         "(osmFISH). Bold: best mean macro-F1 per column."
     )
+    write_outputs(runs, out, header)
+
+
+def write_outputs(runs: pd.DataFrame, out: Path, header: str) -> None:
+    """The summary CSV, the markdown tables and the plot from per-run records."""
+    table = summarise(runs)
+    table.to_csv(out.with_suffix(".csv"), index=False)
     out.with_suffix(".md").write_text(markdown(table, runs, header) + "\n")
     plot(table, out.with_suffix(".png"))
     print(out.with_suffix(".md").read_text())

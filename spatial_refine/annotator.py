@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,12 +24,12 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
 from ._constants import GRAPH_KEY, REP_KEY
-from .encoders import CONV_TYPES, GNNEncoder, MLPEncoder
+from .encoders import CONV_TYPES, GNNEncoder, MLPEncoder, SIGNEncoder
 from .refine import TensorBatches, TrainConfig, build_strategy, class_weights, fit, predict_outputs, seeded
 from .refine.graph import GraphBatches
 from .refine.neighbors import neighbor_aggregate
 
-__all__ = ["STRATEGIES", "RefineAnnotator"]
+__all__ = ["ENCODERS", "STRATEGIES", "RefineAnnotator"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ STRATEGIES: dict[str, tuple[str | None, str | None]] = {
 }
 _USES_REP = {"refine", "linear_probe", "adapter", "refine_mlp"}
 _USES_GRAPH = {"refine", "gnn", "neighbor_logreg"}
+#: graph residual encoders: SIGN over precomputed hop aggregates, or torch-geometric message passing
+ENCODERS = ("sign", *CONV_TYPES)
 _FORMAT_VERSION = 1
 FULL_BATCH_MAX_CELLS = 100_000
 #: labelled seed cells per training minibatch when ``batch_size="auto"`` picks minibatches
@@ -61,6 +63,7 @@ class _Inputs:
     expression: np.ndarray
     rep: np.ndarray | None
     adjacency: sp.csr_matrix | None
+    cache: dict = field(default_factory=dict)
 
 
 def _dense(matrix: Any) -> np.ndarray:
@@ -91,13 +94,19 @@ class RefineAnnotator:
         ``"linear_probe"`` / ``"adapter"`` (on the frozen representation), ``"refine_mlp"`` (REFINE with
         an expression MLP, no graph), ``"logreg"`` (logistic regression on expression),
         ``"neighbor_logreg"`` (cell + mean of its 1..L-hop neighbours, then logistic regression).
-    conv
-        Message passing of the GNN: ``"sage"`` (default), ``"gcn"``, ``"gat"``.
+    encoder
+        The graph residual encoder. ``"sign"`` (default): SIGN, the cell's expression and the mean
+        expression of its 1..L-hop neighbourhoods, aggregated once with sparse products, each through its
+        own projection (fast at any graph size: training touches the labelled cells only). Or a
+        torch-geometric message-passing network: ``"sage"`` (GraphSAGE), ``"gcn"``, ``"gat"``, with a
+        self path and jumping-knowledge outputs (:class:`~spatial_refine.encoders.GNNEncoder`).
     hidden
-        Width of the residual encoder's layers.
+        Width of the residual encoder's layers; for ``"sign"``, ``None`` uses the hop features as they
+        are (REFINE's head is then a linear model on the frozen representation and the hop features).
     n_layers
-        Message-passing layers (hops) of the GNN, or neighbour hops of ``neighbor_logreg``; ``"auto"``
-        chooses among 1, 2 and 3 on the validation split.
+        Hops of context of the residual encoder (message-passing layers for the torch-geometric ones), or
+        neighbour hops of ``neighbor_logreg``; ``"auto"`` chooses on the validation split among 0-3
+        (``"sign"``, ``neighbor_logreg``) or 1-3 (message passing).
     dropout
         Dropout in the residual encoder.
     unlabeled_category
@@ -113,8 +122,8 @@ class RefineAnnotator:
         graph_key: str = GRAPH_KEY,
         layer: str | None = None,
         strategy: str = "refine",
-        conv: str = "sage",
-        hidden: int = 64,
+        encoder: str = "sign",
+        hidden: int | None = 64,
         n_layers: int | Literal["auto"] = "auto",
         dropout: float = 0.2,
         unlabeled_category: Any = None,
@@ -123,8 +132,10 @@ class RefineAnnotator:
             raise TypeError(f"adata must be an AnnData, got {type(adata).__name__}.")
         if strategy not in STRATEGIES:
             raise ValueError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
-        if conv not in CONV_TYPES:
-            raise ValueError(f"Unknown conv {conv!r}: choose one of {', '.join(CONV_TYPES)}.")
+        if encoder not in ENCODERS:
+            raise ValueError(f"Unknown encoder {encoder!r}: choose one of {', '.join(ENCODERS)}.")
+        if hidden is None and encoder != "sign":
+            raise ValueError(f"hidden=None (no projection) is only possible with encoder='sign', not {encoder!r}.")
         if n_layers != "auto" and (not isinstance(n_layers, int) or n_layers < 0):
             raise ValueError(f"n_layers must be a non-negative integer or 'auto', got {n_layers!r}.")
         if labels_key not in adata.obs:
@@ -135,7 +146,7 @@ class RefineAnnotator:
             "graph_key": graph_key,
             "layer": layer,
             "strategy": strategy,
-            "conv": conv,
+            "encoder": encoder,
             "hidden": hidden,
             "n_layers": n_layers,
             "dropout": dropout,
@@ -176,6 +187,27 @@ class RefineAnnotator:
     @property
     def uses_graph(self) -> bool:
         return self.params["strategy"] in _USES_GRAPH
+
+    @property
+    def _message_passing(self) -> bool:
+        """Whether the model runs on graph batches (torch-geometric layers), not on rows of features."""
+        return STRATEGIES[self.params["strategy"]][1] == "gnn" and self.params["encoder"] != "sign"
+
+    @property
+    def _uses_hops(self) -> bool:
+        """Whether the model's input is the hop features ``[x, P x, ..., P^L x]`` (SIGN)."""
+        return STRATEGIES[self.params["strategy"]][1] == "gnn" and self.params["encoder"] == "sign"
+
+    def _node_inputs(self, inputs: _Inputs, depth: int) -> np.ndarray:
+        """Unstandardised input rows of the model: the expression, or for SIGN its hop features up to
+        ``depth`` (computed once per input up to the deepest depth asked, then sliced)."""
+        if not self._uses_hops:
+            return inputs.expression
+        cached = inputs.cache.get("hops")
+        if cached is None or cached[0] < depth:
+            cached = (depth, neighbor_aggregate(inputs.expression, inputs.adjacency, depth))
+            inputs.cache["hops"] = cached
+        return cached[1][:, : (depth + 1) * inputs.expression.shape[1]]
 
     def _inputs(self, adata: AnnData) -> _Inputs:
         """Expression aligned to the reference genes, frozen representation and graph, all validated."""
@@ -250,8 +282,12 @@ class RefineAnnotator:
         train_pos, val_pos = train_test_split(
             index, test_size=validation_fraction, random_state=random_state, stratify=stratify
         )
-        self.input_mean_ = inputs.expression.mean(0)
-        self.input_std_ = np.maximum(inputs.expression.std(0), 1e-6)
+        depths = [self.params["n_layers"]] if self.params["n_layers"] != "auto" else self._auto_depths()
+        if not self.uses_graph:
+            depths = [0]
+        node_inputs = self._node_inputs(inputs, max(depths))
+        self.input_mean_ = node_inputs.mean(0)
+        self.input_std_ = np.maximum(node_inputs.std(0), 1e-6)
         self.feature_dim_ = None if inputs.rep is None else inputs.rep.shape[1]
         self.train_settings_ = {
             "max_epochs": max_epochs,
@@ -263,9 +299,6 @@ class RefineAnnotator:
             "batch_size": batch_size,
             "random_state": random_state,
         }
-        depths = [self.params["n_layers"]] if self.params["n_layers"] != "auto" else [1, 2, 3]
-        if not self.uses_graph:
-            depths = [0]
         candidates = []
         for depth in depths:
             if self.params["strategy"] in ("logreg", "neighbor_logreg"):
@@ -287,21 +320,32 @@ class RefineAnnotator:
             candidates.append((val_loss, depth, model, history, proba))
         val_loss, depth, model, history, proba = min(candidates, key=lambda c: c[0])
         self.model_, self.n_layers_, self.history_ = model, depth, history
+        width = self._node_inputs(inputs, depth).shape[1]  # keep the statistics of the chosen depth's columns
+        self.input_mean_, self.input_std_ = self.input_mean_[:width], self.input_std_[:width]
         self.metrics_ = _metrics(self.codes_[val_pos], proba)
         self.metrics_["val_loss"] = val_loss
         self.metrics_["n_layers_tried"] = {int(c[1]): c[0] for c in candidates}
         self.metrics_["n_train"], self.metrics_["n_val"] = len(train_pos), len(val_pos)
         return self
 
-    def _standardized(self, expression: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((expression - self.input_mean_) / self.input_std_)
+    def _auto_depths(self) -> list[int]:
+        if self.params["strategy"] == "neighbor_logreg" or self._uses_hops:
+            return [0, 1, 2, 3]
+        return [1, 2, 3]
+
+    def _standardized(self, matrix: np.ndarray) -> torch.Tensor:
+        width = matrix.shape[1]
+        return torch.from_numpy(((matrix - self.input_mean_[:width]) / self.input_std_[:width]).astype(np.float32))
 
     def _build(self, n_genes: int, depth: int) -> torch.nn.Module:
         core, encoder_kind = STRATEGIES[self.params["strategy"]]
         encoder = None
-        if encoder_kind == "gnn":
+        if encoder_kind == "gnn" and self.params["encoder"] == "sign":
+            encoder = SIGNEncoder(n_genes, n_hops=depth, hidden=self.params["hidden"], dropout=self.params["dropout"])
+        elif encoder_kind == "gnn":
             encoder = GNNEncoder(
-                n_genes, hidden=self.params["hidden"], n_layers=depth, conv=self.params["conv"], dropout=self.params["dropout"]
+                n_genes, hidden=self.params["hidden"], n_layers=depth, conv=self.params["encoder"],
+                dropout=self.params["dropout"],
             )
         elif encoder_kind == "mlp":
             encoder = MLPEncoder(n_genes, (self.params["hidden"], self.params["hidden"]), self.params["dropout"])
@@ -318,13 +362,16 @@ class RefineAnnotator:
         batch_size,
         inference: bool = False,
     ):
-        x = self._standardized(inputs.expression)
         rep = None if inputs.rep is None else torch.from_numpy(inputs.rep)
-        if not self.uses_graph:
-            tensors = {"x": x[cells], "features": None if rep is None else rep[cells]}
+        if not self._message_passing:
+            tensors = {
+                "x": self._standardized(self._node_inputs(inputs, depth)[cells]),
+                "features": None if rep is None else rep[cells],
+            }
             if y is not None:
                 tensors["y"] = torch.from_numpy(y)
-            return TensorBatches(tensors, batch_size=256, shuffle=shuffle)
+            return TensorBatches(tensors, batch_size=256 if batch_size == "auto" else batch_size, shuffle=shuffle)
+        x = self._standardized(inputs.expression)
         labels = None
         if y is not None:
             labels = torch.full((len(x),), -1, dtype=torch.int64)
@@ -350,7 +397,7 @@ class RefineAnnotator:
         train_cells, train_y = train_cells[order_train], self.codes_[train_pos][order_train]
         val_cells, val_y = val_cells[order_val], self.codes_[val_pos][order_val]
         with seeded(config.random_state):
-            model = self._build(inputs.expression.shape[1], depth)
+            model = self._build(len(self.genes_), depth)
         if inputs.rep is not None:
             model.fit_feature_statistics(torch.from_numpy(inputs.rep[train_cells]))
         weights = class_weights(train_y, len(self.classes_)) if class_weight == "balanced" else None
@@ -466,6 +513,8 @@ class RefineAnnotator:
             raise ValueError(f"Unsupported format version {config.get('format_version')} in {path}.")
         self = cls.__new__(cls)
         self.params = config["params"]
+        if "conv" in self.params:  # saved before the SIGN encoder existed: the message-passing type
+            self.params["encoder"] = self.params.pop("conv")
         self.adata = None
         self.classes_ = np.asarray(config["classes"], dtype=str)
         self.genes_ = np.asarray(config["genes"], dtype=str)

@@ -285,9 +285,10 @@ def test_task_registry_covers_the_issue():
 
 def test_parse_strategy_variants():
     assert parse_strategy("refine") == ("refine", {})
-    assert parse_strategy("refine:plain") == ("refine", {"standardize_features": False, "probe_warm_start": False})
-    assert parse_strategy("refine:nowarm") == ("refine", {"probe_warm_start": False})
-    assert parse_strategy("refine:warm") == ("refine", {"probe_warm_start": True})
+    assert parse_strategy("refine:plain") == ("refine", {"standardize_features": False, "start": "cold"})
+    assert parse_strategy("refine:cold") == ("refine", {"start": "cold"})
+    assert parse_strategy("refine:probe,nostd") == ("refine", {"start": "probe", "standardize_features": False})
+    assert parse_strategy("refine:residual") == ("refine", {"start": "residual"})
     with pytest.raises(ValueError):
         parse_strategy("notrans:nostd")
     with pytest.raises(ValueError):
@@ -430,17 +431,16 @@ def test_refine_start_is_chosen_and_recorded(synthetic_paths, tmp_path):
     from spatial_refine.refine.strategies import Refine
 
     task = get_task("cifar10-flip80")
-    records, _ = run_task(task, TINY, strategies=("refine", "refine:warm", "refine:nowarm"), seeds=(0,),
+    records, _ = run_task(task, TINY, strategies=("refine", "refine:probe", "refine:cold"), seeds=(0,),
                           cache_dir=tmp_path, paths=synthetic_paths, device="cpu")
     by = {r["strategy"]: r for r in records}
     import inspect
 
-    default = inspect.signature(Refine).parameters["probe_warm_start"].default
-    if default == "auto":
-        assert by["refine"]["refine_start"] in ("warm", "cold")
-        assert {"start_val_loss_cold", "start_val_loss_warm"} <= set(by["refine"])
-    assert by["refine"]["n_train"] == by["refine:warm"]["n_train"] == TINY.n_target
-    assert "refine_start" not in by["refine:warm"] and "refine_start" not in by["refine:nowarm"]
+    assert inspect.signature(Refine).parameters["start"].default == "auto"
+    assert by["refine"]["refine_start"] in ("probe", "residual")
+    assert {"start_val_loss_probe", "start_val_loss_residual"} <= set(by["refine"])
+    assert by["refine"]["n_train"] == by["refine:probe"]["n_train"] == TINY.n_target
+    assert "refine_start" not in by["refine:probe"] and "refine_start" not in by["refine:cold"]
 
 
 def test_merge_runs_rebuilds_one_report_from_seed_parts(tmp_path):

@@ -161,7 +161,7 @@ def test_head_is_one_linear_layer_unless_asked():
     default = build_strategy("refine", n_outputs=2, encoder=encoder, feature_dim=N_FEAT)
     assert isinstance(default.head, nn.Linear) and default.head.in_features == 16 + N_FEAT
     deep = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (16,)), feature_dim=N_FEAT, head_hidden=32)
-    assert isinstance(deep.head, nn.Sequential) and not deep.probe_warm_start
+    assert isinstance(deep.head, nn.Sequential) and deep.start == "cold"
 
 
 def _tiny_refine_data(seed=0, n=120, rule=lambda X, F: X[:, 0] + F[:, 0] > 0):
@@ -173,54 +173,54 @@ def _tiny_refine_data(seed=0, n=120, rule=lambda X, F: X[:, 0] + F[:, 0] > 0):
     return TensorBatches(tensors, batch_size=None)
 
 
-def test_warm_start_auto_tries_both_starts_and_records_the_choice():
+def test_start_auto_tries_the_probe_and_the_residual_start_and_keeps_the_lower_validation_loss():
     train, val = _tiny_refine_data(0), _tiny_refine_data(1)
     model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT)
-    assert model.probe_warm_start == "auto"
+    assert model.start == "auto"
     history = fit(model, train, val, config=TrainConfig(max_epochs=5, random_state=0))
-    assert history.start in ("cold", "warm")
-    assert set(history.start_val_loss) == {"cold", "warm", "standard_error"}
-    assert history.warm_start is not None  # the probe was fitted for the warm run
-    # the kept weights are the chosen run's: its per-row validation loss is what fit reported
-    chosen = history.start_val_loss[history.start]
+    assert set(history.start_val_loss) == {"probe", "residual"}
+    assert history.start == min(history.start_val_loss, key=history.start_val_loss.get)
+    assert history.warm_start is not None  # the baseline the kept run started from
+    # the kept weights are the chosen run's: their validation loss, recomputed here, is what fit reported
     model.eval()
     with torch.no_grad():
         batch = next(val.batches(None))
         loss = float(nn.functional.cross_entropy(model(x=batch["x"], features=batch["features"]), batch["y"]))
-    assert loss == pytest.approx(chosen, rel=1e-5)
+    assert loss == pytest.approx(history.start_val_loss[history.start], rel=1e-5)
 
 
-def test_warm_start_auto_without_validation_is_the_warm_start():
+def test_start_auto_without_validation_is_the_probe_start():
     model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT)
     history = fit(model, _tiny_refine_data(0), None, config=TrainConfig(max_epochs=3))
-    assert history.start == "warm" and history.start_val_loss is None
+    assert history.start == "probe" and history.start_val_loss is None
 
 
-def test_one_standard_error_rule_between_starts():
-    from spatial_refine.refine.training import _cold_clearly_better, _loss_function, _RunSettings
+@pytest.mark.parametrize("start", ["probe", "residual"])
+def test_a_warm_start_never_ends_worse_on_validation_than_where_it_began(start):
+    # the starting weights are evaluated and kept when no epoch beats them; the residual start begins
+    # exactly at the from-scratch model (the probe start adds the random residual block to the probe)
+    train, val = _tiny_refine_data(0, n=60), _tiny_refine_data(1, n=60)
+    model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT, start=start)
+    history = fit(model, train, val, config=TrainConfig(max_epochs=20, lr=0.05, random_state=0))
+    assert history.start == start
+    assert history.best_val_loss <= history.initial_val_loss
+    if start == "residual":
+        assert history.initial_val_loss == pytest.approx(history.warm_start.best_val_loss, rel=1e-5)
 
-    val = _tiny_refine_data(2, n=200, rule=lambda X, F: F[:, 0] > 0)
-    batch = next(val.batches(None))
-    model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT,
-                           standardize_features=False)
-    n_h = model.head.in_features - N_FEAT
-    # two heads on the same encoder: "good" reads the rule (class 1 when f0 > 0), "bad" predicts uniformly
+
+def test_residual_start_copies_the_scratch_model_and_zeroes_the_frozen_block():
+    model = build_strategy("refine", n_outputs=3, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT)
+    scratch = model.from_scratch()
     with torch.no_grad():
-        state = {k: v.clone() for k, v in model.state_dict().items()}
-    good = dict(state)
-    weight = torch.zeros_like(state["head.weight"])
-    weight[1, n_h] = 20.0  # class 1 when f0 > 0
-    good["head.weight"], good["head.bias"] = weight, torch.zeros(2)
-    bad = dict(good)
-    bad["head.weight"] = torch.zeros_like(weight)  # uniform prediction: loss log 2 per row
-    run = _RunSettings("classification", TrainConfig(), None, torch.device("cpu"), False,
-                       _loss_function("classification", None), _loss_function("classification", None, "none"))
-    use_cold, losses = _cold_clearly_better(model, good, bad, val, run)
-    assert use_cold and losses["warm"] == pytest.approx(np.log(2), rel=1e-6)
-    assert losses["cold"] < losses["warm"] - losses["standard_error"]
-    use_cold, losses = _cold_clearly_better(model, good, good, val, run)  # a tie keeps the warm start
-    assert not use_cold and losses["cold"] == losses["warm"]
-    assert batch["y"].float().mean() > 0  # both classes present
+        for p in scratch.parameters():
+            p.uniform_(-1, 1)
+    model.start_from_scratch(scratch)
+    x, f = torch.randn(7, N_IN), torch.randn(7, N_FEAT) * 100  # any frozen features: their block is zero
+    model.fit_feature_statistics(f)
+    model.eval(), scratch.eval()
+    torch.testing.assert_close(model(x=x, features=f), scratch(x=x))
+    assert torch.all(model.head.weight[:, 8:] == 0)
+    assert scratch.encoder is not model.encoder  # a copy: training the scratch model left h alone
 
 
 def test_standardizer_maps_constant_training_features_to_zero():
@@ -245,9 +245,9 @@ def test_warm_start_keeps_the_residual_block_random_and_copies_the_probe():
     assert torch.all(model.head.weight[:, 8:] == 0.5) and torch.all(model.head.bias == -1.0)
 
 
-def test_probe_warm_start_rejects_unknown_values():
-    with pytest.raises(ValueError, match="probe_warm_start"):
-        build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT, probe_warm_start="yes")
+def test_start_rejects_unknown_values():
+    with pytest.raises(ValueError, match="start must be one of"):
+        build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT, start="warm")
 
 
 def test_lora_starts_at_the_base_layer_and_scales_by_alpha_over_rank():

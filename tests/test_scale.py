@@ -22,7 +22,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 def test_minibatch_predictions_equal_full_batch_predictions(monkeypatch):
     adata = grid_tissue(side=20)
     hide_labels(adata, 0.5)
-    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=2).train(max_epochs=5, batch_size=None)
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", encoder="sage", n_layers=2)
+    model.train(max_epochs=5, batch_size=None)
     full = model.predict()
     # the same trained model, predicting on exact 2-hop subgraphs of 37 seed cells at a time
     monkeypatch.setattr(annotator_module, "INFERENCE_MIN_SEEDS", 37)
@@ -34,7 +35,7 @@ def test_minibatch_predictions_equal_full_batch_predictions(monkeypatch):
 def test_inference_batches_are_at_least_the_minimum_and_training_batches_unchanged():
     adata = grid_tissue(side=10)
     hide_labels(adata, 0.5)
-    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1)
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", encoder="sage", n_layers=1)
     inputs = model._inputs(adata)
     model.input_mean_, model.input_std_ = inputs.expression.mean(0), inputs.expression.std(0) + 1e-6
     cells = np.arange(adata.n_obs)
@@ -74,8 +75,9 @@ def test_annotator_never_densifies_a_graph_too_large_for_dense_n_by_n(monkeypatc
         monkeypatch.setattr(cls, "toarray", _refusing_large_toarray(cls.toarray, limit=n * 100))
     with pytest.raises(AssertionError, match="dense"):  # the guard is live
         adata.obsp["spatial_connectivities"].toarray()
-    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=8)
-    model.train(max_epochs=1, patience=1)
-    proba = model.predict()
-    assert proba.shape == (n, 2)
-    np.testing.assert_allclose(proba.to_numpy().sum(1), 1.0, atol=1e-5)
+    for encoder in ("sign", "sage"):  # hop aggregation by sparse products; k-hop subgraph minibatches
+        model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", encoder=encoder, n_layers=1, hidden=8)
+        model.train(max_epochs=1, patience=1)
+        proba = model.predict()
+        assert proba.shape == (n, 2)
+        np.testing.assert_allclose(proba.to_numpy().sum(1), 1.0, atol=1e-5)

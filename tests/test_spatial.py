@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 
 import spatial_refine as sr
-from spatial_refine.encoders import GNNEncoder
+from spatial_refine.encoders import GNNEncoder, SIGNEncoder
 from spatial_refine.refine import predict_outputs
 from spatial_refine.refine.graph import GraphBatches, k_hop_nodes
 from spatial_refine.refine.neighbors import neighbor_aggregate
@@ -54,19 +54,52 @@ def hide_labels(adata: ad.AnnData, fraction: float, seed: int = 0) -> np.ndarray
     return hidden
 
 
+def _accuracy_on_hidden(adata, hidden_cells, **options) -> float:
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", **options).train()
+    proba = model.predict()
+    predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)][hidden_cells]
+    return float((predicted == adata.obs["label"].to_numpy()[hidden_cells]).mean())
+
+
 def test_neighbour_only_label_is_learnt_by_refine_not_by_the_probe():
     adata = grid_tissue()
     hidden = hide_labels(adata, 0.5)
-    truth = adata.obs["label"].to_numpy()[hidden]
-    scores = {}
-    for strategy in ("refine", "linear_probe", "logreg"):
-        model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy=strategy, n_layers=1).train()
-        proba = model.predict()
-        predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)][hidden]
-        scores[strategy] = (predicted == truth).mean()
+    scores = {s: _accuracy_on_hidden(adata, hidden, strategy=s, n_layers=1) for s in ("refine", "linear_probe", "logreg")}
     assert scores["refine"] > 0.85
     assert scores["linear_probe"] < 0.65  # the representation is noise
     assert scores["logreg"] < 0.65  # the cell's own expression does not determine its label
+
+
+@pytest.mark.parametrize(("encoder", "hidden"), [("sign", None), ("sage", 64), ("gcn", 64), ("gat", 64)])
+def test_every_graph_encoder_learns_the_neighbour_only_label(encoder, hidden):
+    adata = grid_tissue()
+    hidden_cells = hide_labels(adata, 0.5)
+    assert _accuracy_on_hidden(adata, hidden_cells, encoder=encoder, hidden=hidden, n_layers=1) > 0.85
+
+
+def test_auto_depth_finds_that_the_label_needs_the_neighbours():
+    # the label is a function of the 1-hop neighbours: depth 0 (the cell alone) must lose on validation
+    adata = grid_tissue()
+    hide_labels(adata, 0.5)
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn").train()
+    tried = model.metrics_["n_layers_tried"]
+    assert sorted(tried) == [0, 1, 2, 3]
+    assert model.n_layers_ >= 1 and tried[0] > min(tried.values())
+    assert len(model.input_mean_) == (model.n_layers_ + 1) * adata.n_vars  # statistics of the kept hops
+
+
+def test_sign_encoder_identity_is_the_hop_features_and_projections_keep_hops_apart():
+    adata = grid_tissue(side=6)
+    hops = torch.from_numpy(neighbor_aggregate(adata.X, adata.obsp["spatial_connectivities"], 2))
+    torch.testing.assert_close(SIGNEncoder(adata.n_vars, n_hops=2, hidden=None)(hops), hops)
+    encoder = SIGNEncoder(adata.n_vars, n_hops=2, hidden=4, dropout=0.0).eval()
+    out = encoder(hops)
+    assert out.shape == (adata.n_obs, 12) and encoder.out_dim == 12
+    changed = hops.clone()
+    changed[:, 2 * adata.n_vars :] += 1.0  # only the 2-hop block changes: only its 4 outputs may change
+    torch.testing.assert_close(encoder(changed)[:, :8], out[:, :8])
+    with pytest.raises(ValueError, match="hop blocks"):
+        encoder(hops[:, :-1])
 
 
 def test_neighbor_aggregate_by_hand():
@@ -104,6 +137,22 @@ def test_subgraph_minibatches_equal_full_batch_outputs():
     torch.testing.assert_close(mini, full[order], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("conv", ["sage", "gcn", "gat"])
+def test_full_batch_on_the_seeds_neighbourhood_equals_the_whole_graph(conv):
+    # a few seeds: the full batch is their (n_hops + 1)-hop subgraph; their outputs must not change
+    adata = grid_tissue(side=16)
+    x = torch.from_numpy(adata.X)
+    adjacency = adata.obsp["spatial_connectivities"]
+    torch.manual_seed(0)
+    encoder = GNNEncoder(x.shape[1], hidden=8, n_layers=2, conv=conv).eval()
+    whole = encoder(x, torch.from_numpy(np.vstack(adjacency.nonzero()[::-1]).astype(np.int64)))
+    seeds = np.array([0, 17, 100, 255])
+    batch = next(GraphBatches(adjacency, {"x": x}, seeds, n_hops=2).batches())
+    assert len(batch["x"]) < adata.n_obs  # a subgraph, not the whole graph
+    out = encoder(batch["x"], batch["edge_index"])[batch["mask"]]
+    torch.testing.assert_close(out, whole[seeds], atol=1e-5, rtol=1e-5)
+
+
 def test_spatial_neighbors_respects_slices():
     rng = np.random.default_rng(0)
     adata = ad.AnnData(rng.normal(size=(60, 3)).astype(np.float32))
@@ -126,11 +175,13 @@ def test_spatial_neighbors_bad_coordinates():
         sr.pp.spatial_neighbors(adata)
 
 
-@pytest.mark.parametrize("strategy", ["refine", "neighbor_logreg", "mlp"])
-def test_save_load_round_trip_and_annotate_a_query_with_another_panel(tmp_path, strategy):
+@pytest.mark.parametrize(
+    ("strategy", "encoder"), [("refine", "sign"), ("refine", "sage"), ("neighbor_logreg", "sign"), ("mlp", "sign")]
+)
+def test_save_load_round_trip_and_annotate_a_query_with_another_panel(tmp_path, strategy, encoder):
     adata = grid_tissue(side=16)
     hide_labels(adata, 0.3)
-    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy=strategy, n_layers=1)
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy=strategy, encoder=encoder, n_layers=1)
     model.train(max_epochs=30)
     model.save(tmp_path / "m")
     loaded = sr.RefineAnnotator.load(tmp_path / "m")
@@ -199,6 +250,8 @@ def test_training_is_reproducible():
         (lambda a: a.obs.__setitem__("train_label", ["x"] + ["y"] * (a.n_obs - 1)), {}, "single labelled cell"),
         (lambda a: a.obs.__setitem__("train_label", np.nan), {}, "no labelled cell"),
         (lambda a: None, {"strategy": "magic"}, "Unknown strategy"),
+        (lambda a: None, {"encoder": "transformer"}, "Unknown encoder"),
+        (lambda a: None, {"encoder": "sage", "hidden": None}, "only possible with encoder='sign'"),
     ],
 )
 def test_bad_input_gets_a_clear_error(mutate, kwargs, message):

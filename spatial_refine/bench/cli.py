@@ -40,7 +40,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                        help="override a protocol field, e.g. --set n_target=2000 (repeatable; recorded in the name)")
         p.add_argument("--seeds", type=int, nargs="+", default=None, help="run seeds (default: the protocol's)")
         p.add_argument("--strategies", nargs="+", default=None,
-                       help="strategies (core names; refine:nostd / refine:nowarm / refine:plain for ablations)")
+                       help="strategies (core names; refine:nostd / refine:cold / refine:probe / refine:residual / refine:plain for ablations)")
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for tables and plots")
         p.add_argument("--cache-dir", type=Path, default=None,
                        help="folder of pretrained sources (default: <user cache>/bench_sources)")

@@ -2,16 +2,16 @@
 subset of every seed and evaluate it on the target test set.
 
 Strategy names are the core's (:data:`spatial_refine.refine.STRATEGIES`) plus REFINE ablation variants
-``refine:<option>[,<option>]`` with options ``nostd`` (no fixed standardisation of ``f_rep``), ``nowarm``
-(cold start: no linear-probe warm start) and ``warm`` (always the warm start); ``refine:plain`` switches
-standardisation and warm start off (the paper's method).
+``refine:<option>[,<option>]`` with options ``nostd`` (no fixed standardisation of ``f_rep``), ``cold``
+(random initialisation), ``probe`` (always the linear-probe start) and ``residual`` (always the
+from-scratch start); ``refine:plain`` switches standardisation and warm starts off (the paper's method).
 
-REFINE's default start (``probe_warm_start="auto"`` in the core) is chosen on a validation split. The
-paper's protocol has none (fixed epochs), so the runner makes one for that choice only: a stratified
-:data:`VALIDATION_FRACTION` of the target training subset is held out, the core trains the cold and the
-warm start on the rest and keeps the cold one only when its validation loss is lower by more than one
-standard error; REFINE is then retrained on the *whole* target training subset with the chosen start and
-the same fixed epochs as every other strategy (so no strategy sees less training data).
+REFINE's default start (``start="auto"`` in the core) is chosen on a validation split. The paper's
+protocol has none (fixed epochs), so the runner makes one for that choice only: a stratified
+:data:`VALIDATION_FRACTION` of the target training subset is held out, the core trains the probe and the
+residual start on the rest and keeps the lower validation loss; REFINE is then retrained on the *whole*
+target training subset with the chosen start and the same fixed epochs as every other strategy (so no
+strategy sees less training data).
 """
 
 from __future__ import annotations
@@ -58,18 +58,19 @@ log = logging.getLogger(__name__)
 DEFAULT_STRATEGIES = ("notrans", "linear_probe", "adapter", "distill", "lora", "dann_gate", "refine")
 _VARIANT_OPTIONS = {
     "nostd": ("standardize_features", False),
-    "nowarm": ("probe_warm_start", False),
-    "warm": ("probe_warm_start", True),
+    "cold": ("start", "cold"),
+    "probe": ("start", "probe"),
+    "residual": ("start", "residual"),
 }
-#: Share of the target training subset held out to choose REFINE's start (cold or probe warm start).
+#: Share of the target training subset held out to choose REFINE's start (probe or residual).
 VALIDATION_FRACTION = 0.2
 
 
 def parse_strategy(spec: str) -> tuple[str, dict]:
-    """``"refine:nostd,nowarm"`` -> ``("refine", {"standardize_features": False, "probe_warm_start": False})``.
+    """``"refine:nostd,cold"`` -> ``("refine", {"standardize_features": False, "start": "cold"})``.
 
-    Options: ``nostd``, ``nowarm`` (cold start), ``warm`` (always the probe warm start), ``plain``
-    (``nostd`` + ``nowarm``). Plain ``refine`` keeps the core's defaults.
+    Options: ``nostd``, ``cold``, ``probe``, ``residual`` (the start), ``plain`` (``nostd`` + ``cold``).
+    Plain ``refine`` keeps the core's defaults.
     """
     name, _, options = spec.partition(":")
     kwargs: dict = {}
@@ -78,12 +79,14 @@ def parse_strategy(spec: str) -> tuple[str, dict]:
             raise ValueError(f"Only refine has variants; got {spec!r}.")
         for option in options.split(","):
             if option == "plain":
-                kwargs.update(standardize_features=False, probe_warm_start=False)
+                kwargs.update(standardize_features=False, start="cold")
             elif option in _VARIANT_OPTIONS:
                 key, value = _VARIANT_OPTIONS[option]
                 kwargs[key] = value
             else:
-                raise ValueError(f"Unknown refine option {option!r} in {spec!r}: use nostd, nowarm, warm or plain.")
+                raise ValueError(
+                    f"Unknown refine option {option!r} in {spec!r}: use nostd, cold, probe, residual or plain."
+                )
     return name, kwargs
 
 
@@ -287,12 +290,12 @@ def _rows(split: Split, rows: np.ndarray) -> Split:
 def choose_refine_start(
     build, train: Split, features: torch.Tensor, config: TrainConfig, seed: int
 ) -> tuple[str, dict[str, float] | None]:
-    """Choose REFINE's start (``"warm"`` or ``"cold"``) on a held-out part of the target training set.
+    """Choose REFINE's start (``"probe"`` or ``"residual"``) on a held-out part of the target training set.
 
     Parameters
     ----------
     build
-        Zero-argument callable returning a fresh REFINE model with ``probe_warm_start="auto"``.
+        Zero-argument callable returning a fresh REFINE model with ``start="auto"``.
     train, features
         The target training subset and its frozen source features.
     config
@@ -302,13 +305,12 @@ def choose_refine_start(
 
     Returns
     -------
-    The start the core kept (``History.start``) and its validation losses (``History.start_val_loss``:
-    ``cold``, ``warm``, ``standard_error``), or ``("warm", None)`` when there is too little data to
-    hold any out.
+    The start the core kept (``History.start``) and each start's validation loss
+    (``History.start_val_loss``), or ``("probe", None)`` when there is too little data to hold any out.
     """
     fit_rows, val_rows = stratified_holdout(train.y, VALIDATION_FRACTION, seed)
     if len(val_rows) < 2:
-        return "warm", None
+        return "probe", None
     model = build()
     model.fit_feature_statistics(features[torch.as_tensor(fit_rows)])
     history = fit(
@@ -318,7 +320,7 @@ def choose_refine_start(
         task="classification",
         config=config,
     )
-    return getattr(history, "start", "warm"), getattr(history, "start_val_loss", None)
+    return history.start, history.start_val_loss
 
 
 class _FeatureCache:
@@ -353,7 +355,7 @@ def run_task(
     """Train and evaluate every strategy on every seed of one task.
 
     Distillation is skipped (with a log message) where source and target label spaces differ. REFINE
-    with the core's ``probe_warm_start="auto"`` gets its start chosen by :func:`choose_refine_start`
+    with the core's ``start="auto"`` gets its start chosen by :func:`choose_refine_start`
     (recorded as ``refine_start`` and ``start_val_loss_*``), then trains on the whole target subset.
 
     Returns
@@ -397,12 +399,12 @@ def run_task(
             model = build()
             extra: dict = {}
             start = time.perf_counter()
-            if getattr(model, "probe_warm_start", None) == "auto":
+            if getattr(model, "start", None) == "auto":
                 chosen, losses = choose_refine_start(build, train, f_train, cfg, seed)
                 extra["refine_start"] = chosen
                 for key, value in (losses or {}).items():
                     extra[f"start_val_loss_{key}"] = value
-                model = build({**kwargs, "probe_warm_start": chosen == "warm"})
+                model = build({**kwargs, "start": chosen})
             model.fit_feature_statistics(f_train)
             fit(model, _batches(train, f_train, cfg.batch_size, shuffle=True), task="classification", config=cfg)
             seconds = time.perf_counter() - start

@@ -6,6 +6,7 @@ Each encoder exposes ``out_dim`` (the width of ``h(x)``). Graph encoders take ``
 from .cnn import BigCNN, ResNet, SmallCNN
 from .gnn import CONV_TYPES, GNNEncoder
 from .mlp import MLPEncoder
+from .sign import SIGNEncoder
 from .text import HashingTokenizer, TextSourceFeatures, TextTransformer
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "HashingTokenizer",
     "MLPEncoder",
     "ResNet",
+    "SIGNEncoder",
     "SmallCNN",
     "TextSourceFeatures",
     "TextTransformer",

@@ -48,7 +48,7 @@ class _RefineEstimator(BaseEstimator):
         dropout: float = 0.1,
         head_hidden: int | None = None,
         standardize_features: bool = True,
-        probe_warm_start: bool | str = "auto",
+        start: str = "auto",
         adapter_bottleneck: int = 128,
         lora_rank: int = 8,
         lora_alpha: float = 16.0,
@@ -71,7 +71,7 @@ class _RefineEstimator(BaseEstimator):
         self.dropout = dropout
         self.head_hidden = head_hidden
         self.standardize_features = standardize_features
-        self.probe_warm_start = probe_warm_start
+        self.start = start
         self.adapter_bottleneck = adapter_bottleneck
         self.lora_rank = lora_rank
         self.lora_alpha = lora_alpha
@@ -145,7 +145,7 @@ class _RefineEstimator(BaseEstimator):
             feature_dim=feature_dim,
             standardize_features=self.standardize_features,
             head_hidden=self.head_hidden,
-            probe_warm_start=self.probe_warm_start,
+            start=self.start,
             adapter_bottleneck=self.adapter_bottleneck,
             lora_rank=self.lora_rank,
             lora_alpha=self.lora_alpha,
@@ -320,9 +320,10 @@ class RefineClassifier(ClassifierMixin, _RefineEstimator):
         fusion, which the paper's ablation shows loses the protection against negative transfer.
     standardize_features
         Standardise ``f_rep`` with fixed training-set statistics (puts it on the scale of ``h``).
-    probe_warm_start
-        REFINE's head start: ``"auto"`` (try a cold start and a linear-probe warm start, keep the lower
-        validation loss), ``True`` or ``False`` (see :class:`~spatial_refine.refine.strategies.Refine`).
+    start
+        REFINE's start: ``"auto"`` (train from a linear probe and from the from-scratch residual model,
+        keep the lower validation loss), ``"probe"``, ``"residual"`` or ``"cold"`` (see
+        :class:`~spatial_refine.refine.strategies.Refine`).
     adapter_bottleneck, lora_rank, lora_alpha
         Baseline settings (paper: 128, 8, 16).
     optimizer, lr, weight_decay, batch_size, max_epochs, patience

@@ -25,8 +25,13 @@ def neighbor_aggregate(X: np.ndarray, adjacency: sp.spmatrix, n_hops: int = 2) -
     the mean profile of its neighbourhood at growing radius (what a competent user writes in ten lines)."""
     if n_hops < 0:
         raise ValueError(f"n_hops must be >= 0, got {n_hops}.")
-    P = mean_neighbor_operator(adjacency)
-    blocks = [np.asarray(X, dtype=np.float64)]
-    for _ in range(n_hops):
-        blocks.append(P @ blocks[-1])
-    return np.hstack(blocks).astype(np.float32)
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[0] != adjacency.shape[0]:
+        raise ValueError(f"X must be (n_nodes, n_features) with n_nodes = {adjacency.shape[0]}, got {X.shape}.")
+    P = mean_neighbor_operator(adjacency).astype(np.float32)
+    out = np.empty((X.shape[0], X.shape[1] * (n_hops + 1)), dtype=np.float32)
+    d = X.shape[1]
+    out[:, :d] = X
+    for k in range(1, n_hops + 1):  # float32 sparse products, written in place: no float64 copy
+        out[:, k * d : (k + 1) * d] = P @ out[:, (k - 1) * d : k * d]
+    return out

@@ -39,6 +39,7 @@ from torch import nn
 from .source import FrozenSource
 
 __all__ = [
+    "REFINE_STARTS",
     "STRATEGIES",
     "Adapter",
     "DANNGate",
@@ -55,6 +56,9 @@ __all__ = [
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+RefineStart = Literal["auto", "probe", "residual", "cold"]
+#: REFINE's starts (see :class:`Refine`)
+REFINE_STARTS: tuple[str, ...] = ("auto", "probe", "residual", "cold")
 
 
 class FeatureStandardizer(nn.Module):
@@ -227,15 +231,21 @@ class Refine(TransferModel):
         fusion. The paper's ablation shows this loses the no-negative-transfer protection: opt in knowingly.
     head_dropout
         Dropout of that hidden layer.
-    probe_warm_start
-        How the head starts. ``True``: fit the head on the frozen features alone first (a linear probe)
-        and start joint training from it with the residual block of the head at zero (as LP-FT, Kumar et
-        al. 2022), so the residual path grows only where it lowers the loss. ``False``: the usual random
-        initialisation. ``"auto"`` (default): train both and keep the one with the lower validation loss
-        (the warm start when there is no validation set). The warm start protects tiny targets with a good
-        source but can hold REFINE near a poor probe's solution on larger targets with a poor source (a
-        label-flipped source: joint training then early-stops before ``h`` has grown); choosing on
-        validation keeps the better of the two. Applies to the linear head only.
+    start
+        Where joint training starts. ``"probe"``: fit a linear probe on the frozen features first and start
+        from it (LP-FT, Kumar et al. 2022); joint training then begins at the probe's solution.
+        ``"residual"``: train ``h`` and its head block from scratch first (the NoTrans model), then add the
+        frozen block at zero; joint training begins at the from-scratch solution. ``"cold"``: the usual
+        random initialisation. ``"auto"`` (default): train the ``"probe"`` and the ``"residual"`` starts
+        and keep the one with the lower validation loss (``"probe"`` without a validation set).
+        With early stopping the starting weights count as an epoch, so a run never ends worse on
+        validation than where it began: exactly the from-scratch model for ``"residual"``, the probe plus
+        the (random) residual block for ``"probe"``. ``"auto"`` thus keeps REFINE at about the better of
+        the linear probe and training from scratch on validation data, or above. A cold start does not: the frozen
+        features, informative from the first step, take up the loss before ``h`` has learnt anything,
+        and early stopping then ends training with the residual starved (osmFISH regions, 100 labelled
+        cells: 0.53 macro-F1 cold vs 0.75 from scratch; from the residual start 0.71). Warm starts apply to
+        the linear head only.
     """
 
     uses_features = True
@@ -250,16 +260,22 @@ class Refine(TransferModel):
         standardize: bool = True,
         head_hidden: int | None = None,
         head_dropout: float = 0.0,
-        probe_warm_start: bool | Literal["auto"] = "auto",
+        start: RefineStart = "auto",
     ) -> None:
         super().__init__()
-        if probe_warm_start not in (True, False, "auto"):
-            raise ValueError(f"probe_warm_start must be True, False or 'auto', got {probe_warm_start!r}.")
+        if start not in REFINE_STARTS:
+            raise ValueError(f"start must be one of {', '.join(map(repr, REFINE_STARTS))}, got {start!r}.")
         self.encoder = encoder
         self.source = source
         self.scaler = FeatureStandardizer(feature_dim, standardize)
         self.head = _head(_out_dim(encoder) + feature_dim, n_outputs, head_hidden, head_dropout)
-        self.probe_warm_start: bool | Literal["auto"] = probe_warm_start if head_hidden is None else False
+        self.start: RefineStart = start if head_hidden is None else "cold"
+
+    def start_candidates(self, has_validation: bool) -> tuple[str, ...]:
+        """The starts :func:`~spatial_refine.refine.fit` trains (and chooses among on validation)."""
+        if self.start != "auto":
+            return (self.start,)
+        return ("probe", "residual") if has_validation else ("probe",)
 
     def probe(self) -> LinearProbe:
         """A linear probe on the same (standardised) features, for the warm start."""
@@ -280,6 +296,21 @@ class Refine(TransferModel):
         h_dim = self.head.in_features - probe.head.in_features
         self.head.weight[:, h_dim:] = probe.head.weight
         self.head.bias.copy_(probe.head.bias)
+
+    def from_scratch(self) -> NoTrans:
+        """The residual path alone (a copy of ``h`` and a new head), for the residual start."""
+        return NoTrans(copy.deepcopy(self.encoder), self.head.out_features).to(self.scaler.mean.device)
+
+    @torch.no_grad()
+    def start_from_scratch(self, scratch: NoTrans) -> None:
+        """``h`` := the trained from-scratch encoder; head := [its head, zeros for the frozen block]: the
+        model computes exactly the from-scratch solution, and the frozen block grows from zero only where
+        it lowers the loss."""
+        self.encoder.load_state_dict(scratch.encoder.state_dict())
+        h_dim = scratch.head.in_features
+        self.head.weight.zero_()
+        self.head.weight[:, :h_dim] = scratch.head.weight
+        self.head.bias.copy_(scratch.head.bias)
 
     def forward(self, x=None, features=None, edge_index=None):
         h = self.encode(self.encoder, x, edge_index)
@@ -515,7 +546,7 @@ def build_strategy(
     lora_alpha: float = 16.0,
     distill_temperature: float = 2.0,
     distill_alpha: float = 0.5,
-    probe_warm_start: bool | Literal["auto"] = "auto",
+    start: RefineStart = "auto",
 ) -> TransferModel:
     """Build a strategy by name (one of :data:`STRATEGIES`) from its parts.
 
@@ -563,5 +594,5 @@ def build_strategy(
         standardize=standardize_features,
         head_hidden=head_hidden,
         head_dropout=head_dropout,
-        probe_warm_start=probe_warm_start,
+        start=start,
     )

@@ -4,7 +4,6 @@ mixed precision, seeds, progress bar, history."""
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -80,9 +79,10 @@ class TrainConfig:
 class History:
     """What happened during :func:`fit` (per-epoch lists and the epoch whose weights were kept).
 
-    ``warm_start`` is the linear probe's own history when REFINE fitted one; ``start`` is how the kept
-    run began (``"cold"`` or ``"warm"``, from the probe) and ``start_val_loss`` the best validation loss
-    of each start when both were tried (``probe_warm_start="auto"``).
+    ``warm_start`` is the history of the model REFINE started from (the linear probe or the
+    from-scratch model) when it used one; ``start`` is how the kept run began (``"cold"``, ``"probe"`` or
+    ``"residual"``) and ``start_val_loss`` the best validation loss of each start when several were tried
+    (``start="auto"``). ``best_epoch`` is ``-1`` when no epoch improved on the start on validation.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -94,6 +94,13 @@ class History:
     warm_start: History | None = None
     start: str = "cold"
     start_val_loss: dict[str, float] | None = None
+    initial_val_loss: float | None = None
+
+    @property
+    def best_val_loss(self) -> float:
+        """The lowest validation loss of the run, its starting weights included (NaN without validation)."""
+        losses = self.val_loss + ([] if self.initial_val_loss is None else [self.initial_val_loss])
+        return min(losses) if losses else float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -199,11 +206,9 @@ def class_weights(codes: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
-def _loss_function(task: Task, weights: torch.Tensor | None, reduction: str = "mean"):
+def _loss_function(task: Task, weights: torch.Tensor | None):
     if task == "classification":
-        return lambda outputs, y: F.cross_entropy(outputs.float(), y, weight=weights, reduction=reduction)
-    if task == "regression" and reduction == "none":
-        return lambda outputs, y: F.mse_loss(outputs.float(), y.float(), reduction="none").reshape(len(y), -1).mean(1)
+        return lambda outputs, y: F.cross_entropy(outputs.float(), y, weight=weights)
     if task == "regression":
         return lambda outputs, y: F.mse_loss(outputs.float(), y.float())
     raise ValueError(f"task must be 'classification' or 'regression', got {task!r}.")
@@ -253,28 +258,6 @@ def _evaluate(model: TransferModel, data: Batches, loss_fn, task: Task, device: 
     return loss, score
 
 
-@torch.no_grad()
-def _sample_losses(model: TransferModel, data: Batches, run: _RunSettings) -> torch.Tensor:
-    """Per-row losses of every row that counts (``mask``), in batch order."""
-    pairs = _counted_outputs(model, data, run.device, run.amp)
-    return torch.cat([run.sample_loss_fn(outputs, y).float().cpu() for outputs, y in pairs])
-
-
-def _cold_clearly_better(
-    model: TransferModel, cold_state: dict, warm_state: dict, val: Batches, run: _RunSettings
-) -> tuple[bool, dict[str, float]]:
-    """One-standard-error rule on the paired per-cell validation losses: leave the warm start (the
-    protected default) only when the cold start's loss is lower by more than one standard error."""
-    model.load_state_dict(cold_state, strict=False)
-    cold = _sample_losses(model, val, run)
-    model.load_state_dict(warm_state, strict=False)
-    warm = _sample_losses(model, val, run)
-    diff = (warm - cold).double()
-    standard_error = float(diff.std() / math.sqrt(len(diff))) if len(diff) > 1 else float("inf")
-    losses = {"cold": float(cold.mean()), "warm": float(warm.mean()), "standard_error": standard_error}
-    return float(diff.mean()) > standard_error, losses
-
-
 def fit(
     model: TransferModel,
     train: Batches,
@@ -303,13 +286,13 @@ def fit(
 
     Notes
     -----
-    A model with ``probe_warm_start`` (REFINE) first fits a linear probe and starts from it. With
-    ``probe_warm_start="auto"`` and a validation set, the model is trained twice from the same
-    initialisation, once cold and once from the probe; the cold run is kept only when its validation
-    loss is lower by more than one standard error of the paired per-row difference (the warm start is
-    the protected default, and a small validation set must not flip the choice on noise).
-    ``History.start`` says which run was kept; ``History.start_val_loss`` has both losses and the
-    standard error.
+    REFINE (a model with ``start_candidates``) may start from a fitted baseline: ``"probe"`` fits a
+    linear probe on the frozen features first, ``"residual"`` the residual path from scratch, and joint
+    training continues from that solution. With ``start="auto"`` and a validation set, both starts are
+    trained from the same initialisation and the one with the lower validation loss is kept. With a
+    validation set every run also evaluates its starting weights, so a warm start is kept as it is when
+    no epoch improves on it. ``History.start`` says which run was kept; ``History.start_val_loss`` has
+    each start's best validation loss.
     """
     config = config or TrainConfig()
     device = resolve_device(config.device)
@@ -321,29 +304,19 @@ def fit(
     if not any(len(g["params"]) for g in model.param_groups(config.lr, config.weight_decay)):
         raise ValueError(f"{type(model).__name__} has no trainable parameters.")
     start = time.perf_counter()
-    warm = getattr(model, "probe_warm_start", False)
-    if warm == "auto" and val is None:
-        warm = True
-    sample_loss_fn = _loss_function(task, None if weights is None else weights.to(device), reduction="none")
-    run = _RunSettings(task, config, weights, device, amp, loss_fn, sample_loss_fn)
+    starts = model.start_candidates(val is not None) if hasattr(model, "start_candidates") else ("cold",)
+    run = _RunSettings(task, config, weights, device, amp, loss_fn)
     with seeded(config.random_state, device):
-        if warm == "auto":
-            initial = _trainable_state(model)
-            cold_history = _train_once(model, train, val, run)
-            cold_state = _trainable_state(model)
+        initial = _trainable_state(model)
+        runs = []
+        for name in starts:
             model.load_state_dict(initial, strict=False)
-            history = _train_from_probe(model, train, val, run)
-            use_cold, losses = _cold_clearly_better(model, cold_state, _trainable_state(model), val, run)
-            if use_cold:
-                model.load_state_dict(cold_state, strict=False)
-                cold_history.warm_start = history.warm_start
-                history = cold_history
-                history.start = "cold"
-            history.start_val_loss = losses
-        elif warm:
-            history = _train_from_probe(model, train, val, run)
-        else:
-            history = _train_once(model, train, val, run)
+            history = _STARTS[name](model, train, val, run)
+            runs.append((history.best_val_loss, name, history, _trainable_state(model) if len(starts) > 1 else None))
+        _, name, history, state = min(runs, key=lambda r: r[0]) if len(runs) > 1 else runs[0]
+        if len(runs) > 1:
+            model.load_state_dict(state, strict=False)
+            history.start_val_loss = {r[1]: r[0] for r in runs}
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
@@ -357,7 +330,6 @@ class _RunSettings:
     device: torch.device
     amp: bool
     loss_fn: Callable
-    sample_loss_fn: Callable
 
 
 def _train_from_probe(model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings) -> History:
@@ -365,14 +337,37 @@ def _train_from_probe(model: TransferModel, train: Batches, val: Batches | None,
     probe = model.probe()  # initialised inside the caller's seeded block: reproducible
     probe_history = fit(probe, train, val, task=run.task, config=run.config, weights=run.weights)
     model.start_from_probe(probe)
-    history = _train_once(model, train, val, run)
+    history = _train_once(model, train, val, run, keep_start=True)
     history.warm_start = probe_history
-    history.start = "warm"
+    history.start = "probe"
     return history
 
 
-def _train_once(model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings) -> History:
-    """One optimisation run from the model's current weights; restores the best epoch's weights."""
+def _train_from_scratch_model(model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings) -> History:
+    """Train the model's residual path alone (from scratch), start from it, then train the model."""
+    scratch = model.from_scratch()
+    scratch_history = fit(scratch, train, val, task=run.task, config=run.config, weights=run.weights)
+    model.start_from_scratch(scratch)
+    history = _train_once(model, train, val, run, keep_start=True)
+    history.warm_start = scratch_history
+    history.start = "residual"
+    return history
+
+
+def _train_cold(model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings) -> History:
+    return _train_once(model, train, val, run)
+
+
+_STARTS = {"probe": _train_from_probe, "residual": _train_from_scratch_model, "cold": _train_cold}
+
+
+def _train_once(
+    model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings, *, keep_start: bool = False
+) -> History:
+    """One optimisation run from the model's current weights; restores the best epoch's weights.
+
+    With ``keep_start`` (a warm start) and a validation set, the starting weights are evaluated first and
+    kept when no epoch improves on them (``best_epoch = -1``)."""
     config, device, amp = run.config, run.device, run.amp
     history = History()
     groups = model.param_groups(config.lr, config.weight_decay)
@@ -384,6 +379,10 @@ def _train_once(model: TransferModel, train: Batches, val: Batches | None, run: 
     use_scaler = amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     best_loss, best_state, waited = float("inf"), None, 0
+    if keep_start and val is not None:
+        best_loss = _evaluate(model, val, run.loss_fn, run.task, device, amp)[0]
+        best_state = _trainable_state(model)
+        history.initial_val_loss = best_loss
     epochs = tqdm(range(config.max_epochs), disable=not config.progress, desc=type(model).__name__, leave=False)
     for epoch in epochs:
         model.train()
