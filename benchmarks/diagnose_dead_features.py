@@ -30,7 +30,7 @@ from spatial_refine.bench.runner import _batches, pretrain_source, residual_enco
 from spatial_refine.bench.tasks import get_task  # noqa: E402
 from spatial_refine.refine import build_strategy, extract_features, fit, predict_outputs, seeded  # noqa: E402
 
-VARIANTS = (("linear_probe", {}), ("refine", {"probe_warm_start": True}), ("refine", {"probe_warm_start": False}))
+VARIANTS = (("linear_probe", {}), ("refine", {"start": "probe"}), ("refine", {"start": "cold"}))
 
 
 def run(task_name: str, protocol_name: str, settings: list[str], seeds: list[int], cache: Path) -> pd.DataFrame:
@@ -59,7 +59,7 @@ def run(task_name: str, protocol_name: str, settings: list[str], seeds: list[int
                 logits = predict_outputs(model, _batches(test, f_test, 256, shuffle=False), device="cpu")
                 with torch.no_grad():
                     z = model.scaler(f_test)
-                label = name if not options else f"refine:{'warm' if options['probe_warm_start'] else 'cold'}"
+                label = name if not options else f"refine:{options['start']}"
                 rows.append({
                     "seed": seed, "strategy": label, "zero_dead_units": zero_dead,
                     "accuracy": float((logits.argmax(1).numpy() == test.y).mean()),

@@ -82,7 +82,7 @@ def run(task_name: str, protocol_name: str, settings: list[str], seeds: list[int
             with seeded(seed):
                 model = build_strategy(
                     "refine", n_outputs=train.n_classes, encoder=residual_encoder(task, protocol), source=source.source,
-                    feature_dim=source.source.features.out_dim, probe_warm_start=variant != "cold",
+                    feature_dim=source.source.features.out_dim, start="cold" if variant == "cold" else "probe",
                 )
             if variant == "warm_hrand":
                 model.start_from_probe = types.MethodType(_start_keep_h, model)

@@ -8,16 +8,19 @@ For each size, in a fresh subprocess (so peak memory is that run's alone):
 3. ``rep``: the frozen representation, a fixed Gaussian random projection of the log expression to 32
    dimensions (``X @ R``, sparse times dense, O(nnz); a stand-in for a foundation-model embedding that
    costs nothing to compute);
-4. ``train``: ``RefineAnnotator(strategy="refine", n_layers=2, hidden=64)`` on ``obs["niche"]`` (a label
-   that needs the neighbourhood), 10% of the cells labelled (capped), for a FIXED number of epochs with
-   no early stopping (``patience = max_epochs``): the point is the cost of an epoch, not the best model.
-   REFINE's default warm-start choice (``probe_warm_start="auto"``) trains a cold run, a linear probe and a
-   probe-started run of that many epochs each, all included in the time (with a validation pass per epoch);
+4. ``train``: ``RefineAnnotator(strategy="refine", encoder=..., n_layers=2, hidden=64)`` on ``obs["niche"]``
+   (a label that needs the neighbourhood), 10% of the cells labelled (capped), for a FIXED number of
+   epochs with no early stopping (``patience = max_epochs``): the point is the cost of an epoch, not the
+   best model. REFINE's default start choice (``start="auto"``) trains a linear probe, a from-scratch
+   model and two REFINE runs of that many epochs each, all included in the time (with a validation pass
+   per epoch); for SIGN the hop aggregation (sparse products) is included too;
 5. ``predict``: class probabilities of every cell, and accuracy on the unlabelled cells.
 
-``batch`` picks the training regime: ``auto`` (the library's choice: full-batch up to 100,000 cells,
-exact k-hop subgraph minibatches of 1,024 labelled seeds above), ``full`` or ``minibatch`` (forced), so
-the automatic choice can be compared with the alternative in the same run.
+Each run is ``SIZE:ENCODER:BATCH``. ``ENCODER`` is ``sign`` (the default residual encoder: rows of
+precomputed hop features, minibatches of 256 labelled cells) or ``sage`` (torch-geometric GraphSAGE, the
+message-passing alternative). ``BATCH`` picks the graph regime of ``sage``: ``auto`` (the library's
+choice: full-batch up to 100,000 cells, exact k-hop subgraph minibatches of 1,024 labelled seeds above),
+``full`` or ``minibatch`` (forced), so each choice can be compared with its alternative in the same run.
 
 Imports and squidpy's first-call compilation (a 200-cell warm-up graph) happen before any timer starts.
 Peak memory is the process's peak resident set size (``ru_maxrss``) and, per phase, the maximum of the RSS
@@ -88,7 +91,9 @@ class PeakSampler:
         self._thread.join()
 
 
-def run_one(n_cells: int, batch: str, epochs: int, label_fraction: float, label_cap: int, seed: int) -> dict:
+def run_one(
+    n_cells: int, batch: str, epochs: int, label_fraction: float, label_cap: int, seed: int, encoder: str = "sign"
+) -> dict:
     """One size, one training regime; returns times (s), peak memory (GiB) and accuracy.
 
     Parameters
@@ -96,7 +101,9 @@ def run_one(n_cells: int, batch: str, epochs: int, label_fraction: float, label_
     n_cells
         Number of cells of the synthetic tissue.
     batch
-        ``"auto"``, ``"full"`` or ``"minibatch"`` (1,024 labelled seeds per batch).
+        ``"auto"``, ``"full"`` or ``"minibatch"`` (1,024 labelled seeds per batch; message passing only).
+    encoder
+        ``"sign"`` or ``"sage"``.
     epochs
         Fixed number of training epochs (no early stopping).
     label_fraction, label_cap
@@ -126,7 +133,7 @@ def run_one(n_cells: int, batch: str, epochs: int, label_fraction: float, label_
     def mark(name: str, start: float) -> None:
         times[name] = time.perf_counter() - start
         peaks[name] = sampler.phase()
-        print(f"  n={n_cells:>9,} {batch:9s} {name:8s} {times[name]:8.1f} s  peak {peaks[name]:.2f} GiB", flush=True)
+        print(f"  n={n_cells:>9,} {encoder} {batch:9s} {name:8s} {times[name]:8.1f} s  peak {peaks[name]:.2f} GiB", flush=True)
 
     start = time.perf_counter()
     adata = synthetic_tissue(n_cells, values="log", random_state=seed)
@@ -152,8 +159,12 @@ def run_one(n_cells: int, batch: str, epochs: int, label_fraction: float, label_
 
     batch_size: int | str = {"auto": "auto", "full": None, "minibatch": 1024}[batch]
     regime = batch if batch != "auto" else ("full" if n_cells <= FULL_BATCH_MAX_CELLS else "minibatch")
+    if encoder == "sign":
+        regime = "rows"
     start = time.perf_counter()
-    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rp", strategy="refine", n_layers=2, hidden=64)
+    model = sr.RefineAnnotator(
+        adata, "train_label", rep_key="X_rp", strategy="refine", encoder=encoder, n_layers=2, hidden=64
+    )
     model.train(max_epochs=epochs, patience=epochs, batch_size=batch_size, device="cpu", random_state=seed)
     mark("train", start)
 
@@ -165,6 +176,7 @@ def run_one(n_cells: int, batch: str, epochs: int, label_fraction: float, label_
 
     return {
         "n_cells": n_cells,
+        "encoder": encoder,
         "batch": batch,
         "regime": regime,
         "n_edges": n_edges,
@@ -223,20 +235,20 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
         "",
         f"Protocol: `{('python benchmarks/spatial_scale.py ' + info['argv']).strip()}`. kNN graph (10 neighbours), frozen "
         "representation = fixed Gaussian random projection of log expression to 32 dims, REFINE "
-        f"(GraphSAGE, 2 layers, hidden 64) on `niche`, {info['label_fraction']:.0%} of cells labelled "
-        f"(cap {info['label_cap']:,}; 80/20 train/validation), {info['epochs']} epochs with no early stopping "
-        "for each of the three runs of the default warm-start choice (cold, linear probe, probe-started), "
-        "validation every epoch, then predict every cell. Each row is a fresh process. "
+        f"(2 hops, hidden 64; encoder SIGN = the default, or GraphSAGE) on `niche`, {info['label_fraction']:.0%} of "
+        f"cells labelled (cap {info['label_cap']:,}; 80/20 train/validation), {info['epochs']} epochs with no early "
+        "stopping for each of the four runs of the default start choice (linear probe, from-scratch model, and "
+        "REFINE from each), validation every epoch, then predict every cell. Each row is a fresh process. "
         "Times in seconds, memory = peak RSS in GiB (per phase: sampled every 10 ms). "
         "Load average (1 min) before / after each run is given: other engineers share the machine.",
         "",
-        "| cells | edges | labelled | batch | regime | data s | graph s | rep s | train s | predict s | "
+        "| cells | edges | labelled | encoder | batch | regime | data s | graph s | rep s | train s | predict s | "
         "train+predict s | peak GiB | unlabelled acc | load before/after |",
-        "|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['n_cells']:,} | {r['n_edges']:,} | {r['n_labelled']:,} | {r['batch']} | {r['regime']} | "
+            f"| {r['n_cells']:,} | {r['n_edges']:,} | {r['n_labelled']:,} | {r['encoder']} | {r['batch']} | {r['regime']} | "
             f"{r['time_data_s']:.1f} | {r['time_graph_s']:.1f} | {r['time_rep_s']:.2f} | {r['time_train_s']:.1f} | "
             f"{r['time_predict_s']:.1f} | {r['time_train_predict_s']:.1f} | {r['peak_rss_gib']:.2f} | "
             f"{r['unlabelled_accuracy']:.3f} | {r['load_before']:.2f} / {r['load_after']:.2f} |"
@@ -245,15 +257,18 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
         "",
         "Peak RSS per phase (GiB):",
         "",
-        "| cells | batch | " + " | ".join(PHASES) + " |",
-        "|---:|---|" + "---:|" * len(PHASES),
+        "| cells | encoder | batch | " + " | ".join(PHASES) + " |",
+        "|---:|---|---|" + "---:|" * len(PHASES),
     ]
     for r in rows:
-        lines.append(f"| {r['n_cells']:,} | {r['batch']} | " + " | ".join(f"{r[f'peak_{p}_gib']:.2f}" for p in PHASES) + " |")
-    auto = {r["n_cells"]: r for r in rows if r["batch"] == "auto"}
+        lines.append(
+            f"| {r['n_cells']:,} | {r['encoder']} | {r['batch']} | "
+            + " | ".join(f"{r[f'peak_{p}_gib']:.2f}" for p in PHASES) + " |"
+        )
+    auto = {r["n_cells"]: r for r in rows if r["batch"] == "auto" and r["encoder"] == "sign"}
     sizes = sorted(auto)
     if len(sizes) > 1:
-        lines += ["", "Scaling of the automatic choice (ratio to the previous size; linear = the cell ratio):", ""]
+        lines += ["", "Scaling of the default (SIGN; ratio to the previous size; linear = the cell ratio):", ""]
         lines += ["| from -> to | cells x | train+predict x | train x | predict x | peak RSS x |", "|---|---:|---:|---:|---:|---:|"]
         for a, b in itertools.pairwise(sizes):
             ra, rb = auto[a], auto[b]
@@ -262,18 +277,18 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
                 f"{rb['time_train_s'] / ra['time_train_s']:.1f} | {rb['time_predict_s'] / ra['time_predict_s']:.1f} | "
                 f"{rb['peak_rss_gib'] / ra['peak_rss_gib']:.1f} |"
             )
-    compared = [(n, r) for n, r in auto.items() for o in rows if o["n_cells"] == n and o["batch"] != "auto"]
-    if compared:
-        lines += ["", "Automatic choice against the other regime at the same size (other / auto):", ""]
-        lines += ["| cells | auto = | other | train x | predict x | peak RSS x | unlabelled acc (auto / other) |", "|---:|---|---|---:|---:|---:|---|"]
-        for n, r in sorted(compared, key=lambda item: item[0]):
-            for o in rows:
-                if o["n_cells"] == n and o["batch"] != "auto" and o["regime"] != r["regime"]:
-                    lines.append(
-                        f"| {n:,} | {r['regime']} | {o['regime']} | {o['time_train_s'] / r['time_train_s']:.2f} | "
-                        f"{o['time_predict_s'] / r['time_predict_s']:.2f} | {o['peak_rss_gib'] / r['peak_rss_gib']:.2f} | "
-                        f"{r['unlabelled_accuracy']:.3f} / {o['unlabelled_accuracy']:.3f} |"
-                    )
+    others = [o for o in rows if o["n_cells"] in auto and o is not auto[o["n_cells"]]]
+    if others:
+        lines += ["", "The default against the alternatives at the same size (other / default):", ""]
+        lines += ["| cells | other | train x | predict x | peak RSS x | unlabelled acc (default / other) |",
+                  "|---:|---|---:|---:|---:|---|"]
+        for o in sorted(others, key=lambda item: item["n_cells"]):
+            r = auto[o["n_cells"]]
+            lines.append(
+                f"| {o['n_cells']:,} | {o['encoder']} {o['batch']} ({o['regime']}) | {o['time_train_s'] / r['time_train_s']:.2f} | "
+                f"{o['time_predict_s'] / r['time_predict_s']:.2f} | {o['peak_rss_gib'] / r['peak_rss_gib']:.2f} | "
+                f"{r['unlabelled_accuracy']:.3f} / {o['unlabelled_accuracy']:.3f} |"
+            )
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
@@ -284,8 +299,8 @@ def main() -> None:
         "--compare",
         type=str,
         nargs="*",
-        default=["10000:minibatch", "100000:minibatch"],
-        help="extra runs SIZE:REGIME (full or minibatch) to compare with the automatic choice",
+        default=["10000:sage:auto", "100000:sage:auto", "100000:sage:minibatch"],
+        help="extra runs SIZE:ENCODER:BATCH (sign or sage; auto, full or minibatch) to compare with the default",
     )
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--label-fraction", type=float, default=0.1)
@@ -295,30 +310,29 @@ def main() -> None:
     parser.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:  # child process: one run, JSON on the last line of stdout
-        size, batch = args.worker.split(":")
-        result = run_one(int(size), batch, args.epochs, args.label_fraction, args.label_cap, args.seed)
+        size, encoder, batch = args.worker.split(":")
+        result = run_one(int(size), batch, args.epochs, args.label_fraction, args.label_cap, args.seed, encoder)
         print("RESULT " + json.dumps(result), flush=True)
         return
 
-    runs = [(n, "auto") for n in args.sizes]
+    runs = [(n, "sign", "auto") for n in args.sizes]
     for item in args.compare:
-        size, batch = item.split(":")
-        if int(size) in args.sizes:
-            runs.append((int(size), batch))
+        size, encoder, batch = item.split(":")
+        runs.append((int(size), encoder, batch))
     runs.sort()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
     rows = []
-    for size, batch in runs:
+    for size, encoder, batch in runs:
         load_before = os.getloadavg()[0]
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", f"{size}:{batch}", "--epochs",
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", f"{size}:{encoder}:{batch}", "--epochs",
                    str(args.epochs), "--label-fraction", str(args.label_fraction), "--label-cap",
                    str(args.label_cap), "--seed", str(args.seed)]
         proc = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
         out = proc.stdout.splitlines()
         print("\n".join(line for line in out if not line.startswith("RESULT ")), flush=True)
         if proc.returncode != 0 or not out or not out[-1].startswith("RESULT "):
-            print(f"run {size}:{batch} failed with exit code {proc.returncode}", file=sys.stderr)
+            print(f"run {size}:{encoder}:{batch} failed with exit code {proc.returncode}", file=sys.stderr)
             continue
         row = json.loads(out[-1].removeprefix("RESULT "))
         row["load_before"], row["load_after"] = round(load_before, 2), round(os.getloadavg()[0], 2)
@@ -334,7 +348,7 @@ def main() -> None:
         "label_cap": args.label_cap,
     }
     write_results(rows, info, args.stem)
-    keys = ["n_cells", "batch", "regime", *[f"time_{p}_s" for p in PHASES], "peak_rss_gib", "unlabelled_accuracy"]
+    keys = ["n_cells", "encoder", "batch", "regime", *[f"time_{p}_s" for p in PHASES], "peak_rss_gib", "unlabelled_accuracy"]
     print("\t".join(keys))
     for r in rows:
         print("\t".join(str(r[k]) for k in keys))

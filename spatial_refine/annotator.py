@@ -269,8 +269,10 @@ class RefineAnnotator:
         ``batch_size="auto"`` trains graphs of up to 100,000 cells full-batch and larger ones on exact
         k-hop subgraphs of 1,024 labelled cells (memory bounded by the batch); with minibatches,
         validation and prediction use batches of at least 16,384 cells (no gradients: cheaper per cell).
-        With ``n_layers="auto"`` each depth in 1, 2, 3 is trained and the one with the lowest validation
-        loss is kept.
+        With ``n_layers="auto"`` each depth (0-3 hops for SIGN, 1-3 for message passing) is trained and the
+        one with the lowest validation loss is kept; for REFINE the depth is chosen on the residual path
+        alone (the model from scratch), and REFINE's residual start continues from that trained model
+        (``metrics_["n_layers_tried"]`` holds each depth's validation loss).
         """
         from sklearn.model_selection import train_test_split
 
@@ -299,6 +301,20 @@ class RefineAnnotator:
             "batch_size": batch_size,
             "random_state": random_state,
         }
+        scratch = None
+        if self.params["strategy"] == "refine" and len(depths) > 1:
+            # the depth is the residual encoder's: choose it on the residual path alone (the model from
+            # scratch), then train REFINE at that depth, its residual start being that very model
+            config = TrainConfig(lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
+                                 device=device, random_state=random_state, progress=progress)
+            tried = {}
+            for depth in depths:
+                model, history = self._train_torch(
+                    inputs, train_pos, val_pos, depth, config, class_weight, batch_size, core="notrans"
+                )
+                tried[depth] = (history.best_val_loss, model)
+            best_depth = min(tried, key=lambda d: tried[d][0])
+            scratch, depths = tried[best_depth][1], [best_depth]
         candidates = []
         for depth in depths:
             if self.params["strategy"] in ("logreg", "neighbor_logreg"):
@@ -313,7 +329,9 @@ class RefineAnnotator:
                     random_state=random_state,
                     progress=progress,
                 )
-                model, history = self._train_torch(inputs, train_pos, val_pos, depth, config, class_weight, batch_size)
+                model, history = self._train_torch(
+                    inputs, train_pos, val_pos, depth, config, class_weight, batch_size, scratch_model=scratch
+                )
             self.model_, self.n_layers_ = model, depth
             proba = self._predict_proba(inputs, self.labelled_[val_pos], device)
             val_loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(val_pos)), self.codes_[val_pos]], 1e-12, 1))))
@@ -324,7 +342,9 @@ class RefineAnnotator:
         self.input_mean_, self.input_std_ = self.input_mean_[:width], self.input_std_[:width]
         self.metrics_ = _metrics(self.codes_[val_pos], proba)
         self.metrics_["val_loss"] = val_loss
-        self.metrics_["n_layers_tried"] = {int(c[1]): c[0] for c in candidates}
+        self.metrics_["n_layers_tried"] = (
+            {int(d): float(v[0]) for d, v in tried.items()} if scratch is not None else {int(c[1]): c[0] for c in candidates}
+        )
         self.metrics_["n_train"], self.metrics_["n_val"] = len(train_pos), len(val_pos)
         return self
 
@@ -337,8 +357,9 @@ class RefineAnnotator:
         width = matrix.shape[1]
         return torch.from_numpy(((matrix - self.input_mean_[:width]) / self.input_std_[:width]).astype(np.float32))
 
-    def _build(self, n_genes: int, depth: int) -> torch.nn.Module:
-        core, encoder_kind = STRATEGIES[self.params["strategy"]]
+    def _build(self, n_genes: int, depth: int, core: str | None = None) -> torch.nn.Module:
+        default_core, encoder_kind = STRATEGIES[self.params["strategy"]]
+        core = core or default_core
         encoder = None
         if encoder_kind == "gnn" and self.params["encoder"] == "sign":
             encoder = SIGNEncoder(n_genes, n_hops=depth, hidden=self.params["hidden"], dropout=self.params["dropout"])
@@ -389,7 +410,9 @@ class RefineAnnotator:
             shuffle=shuffle,
         )
 
-    def _train_torch(self, inputs, train_pos, val_pos, depth, config, class_weight, batch_size):
+    def _train_torch(
+        self, inputs, train_pos, val_pos, depth, config, class_weight, batch_size, *, core=None, scratch_model=None
+    ):
         train_cells, val_cells = self.labelled_[train_pos], self.labelled_[val_pos]
         # graph batches index by cell; tensor batches are already restricted to the cells
         order_train = np.argsort(train_cells)
@@ -397,8 +420,8 @@ class RefineAnnotator:
         train_cells, train_y = train_cells[order_train], self.codes_[train_pos][order_train]
         val_cells, val_y = val_cells[order_val], self.codes_[val_pos][order_val]
         with seeded(config.random_state):
-            model = self._build(len(self.genes_), depth)
-        if inputs.rep is not None:
+            model = self._build(len(self.genes_), depth, core)
+        if inputs.rep is not None and model.uses_features:
             model.fit_feature_statistics(torch.from_numpy(inputs.rep[train_cells]))
         weights = class_weights(train_y, len(self.classes_)) if class_weight == "balanced" else None
         history = fit(
@@ -407,6 +430,7 @@ class RefineAnnotator:
             self._batches(inputs, val_cells, depth, y=val_y, shuffle=False, batch_size=batch_size, inference=True),
             config=config,
             weights=weights,
+            scratch_model=scratch_model,
         )
         return model.cpu(), history
 

@@ -88,6 +88,17 @@ def test_auto_depth_finds_that_the_label_needs_the_neighbours():
     assert len(model.input_mean_) == (model.n_layers_ + 1) * adata.n_vars  # statistics of the kept hops
 
 
+def test_refine_chooses_the_depth_on_the_residual_path_and_starts_from_that_model():
+    adata = grid_tissue()
+    hide_labels(adata, 0.5)
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep").train()
+    tried = model.metrics_["n_layers_tried"]
+    assert sorted(tried) == [0, 1, 2, 3] and model.n_layers_ == min(tried, key=tried.get) >= 1
+    assert set(model.history_.start_val_loss) == {"probe", "residual"}
+    # the residual run began at the kept from-scratch model, so it cannot end above that model's loss
+    assert model.history_.start_val_loss["residual"] <= tried[model.n_layers_] + 1e-6
+
+
 def test_sign_encoder_identity_is_the_hop_features_and_projections_keep_hops_apart():
     adata = grid_tissue(side=6)
     hops = torch.from_numpy(neighbor_aggregate(adata.X, adata.obsp["spatial_connectivities"], 2))

@@ -266,6 +266,7 @@ def fit(
     task: Task = "classification",
     config: TrainConfig | None = None,
     weights: torch.Tensor | None = None,
+    scratch_model: TransferModel | None = None,
 ) -> History:
     """Train ``model`` in place and return its :class:`History`.
 
@@ -283,6 +284,9 @@ def fit(
         :class:`TrainConfig`.
     weights
         Optional per-class loss weights (see :func:`class_weights`).
+    scratch_model
+        For REFINE's residual start: an already trained from-scratch model of the same residual encoder
+        (e.g. the one a depth search kept), used instead of training one. It is not modified.
 
     Notes
     -----
@@ -305,7 +309,7 @@ def fit(
         raise ValueError(f"{type(model).__name__} has no trainable parameters.")
     start = time.perf_counter()
     starts = model.start_candidates(val is not None) if hasattr(model, "start_candidates") else ("cold",)
-    run = _RunSettings(task, config, weights, device, amp, loss_fn)
+    run = _RunSettings(task, config, weights, device, amp, loss_fn, scratch_model)
     with seeded(config.random_state, device):
         initial = _trainable_state(model)
         runs = []
@@ -330,6 +334,7 @@ class _RunSettings:
     device: torch.device
     amp: bool
     loss_fn: Callable
+    scratch_model: TransferModel | None = None
 
 
 def _train_from_probe(model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings) -> History:
@@ -345,8 +350,11 @@ def _train_from_probe(model: TransferModel, train: Batches, val: Batches | None,
 
 def _train_from_scratch_model(model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings) -> History:
     """Train the model's residual path alone (from scratch), start from it, then train the model."""
-    scratch = model.from_scratch()
-    scratch_history = fit(scratch, train, val, task=run.task, config=run.config, weights=run.weights)
+    if run.scratch_model is not None:
+        scratch, scratch_history = run.scratch_model.to(run.device), None
+    else:
+        scratch = model.from_scratch()
+        scratch_history = fit(scratch, train, val, task=run.task, config=run.config, weights=run.weights)
     model.start_from_scratch(scratch)
     history = _train_once(model, train, val, run, keep_start=True)
     history.warm_start = scratch_history
