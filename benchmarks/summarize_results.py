@@ -1,6 +1,6 @@
 """Collect every ``benchmarks/results/<task>-<protocol>.csv`` into one overview (``SUMMARY.md``): test
 accuracy (mean +- std over seeds) per task and strategy, the published accuracy beside it, and the
-REFINE ablation (defaults vs forced warm / cold start vs switched off; "-" where a variant was not run).
+REFINE ablation (default vs each forced start; "-" where a variant was not run).
 
     python benchmarks/summarize_results.py [results_dir]
 """
@@ -17,8 +17,8 @@ import pandas as pd  # noqa: E402
 from spatial_refine.bench.tasks import PUBLISHED  # noqa: E402
 
 MAIN = ["notrans", "linear_probe", "adapter", "distill", "lora", "dann_gate", "refine"]
-# refine = the core's default (start chosen on validation); warm / nowarm force one start
-ABLATION = ["refine", "refine:warm", "refine:nowarm", "refine:nostd", "refine:plain"]
+# refine = the core's default (start chosen on validation); probe / residual / cold force one start
+ABLATION = ["refine", "refine:probe", "refine:residual", "refine:cold"]
 
 
 def _cell(frame: pd.DataFrame, strategy: str) -> str:

@@ -84,7 +84,7 @@ def confusion_matrix(
 
 def training_curves(model: Any, *, ax: Axes | None = None) -> Axes:
     """Training and validation loss per epoch of a trained model (a ``RefineAnnotator`` or estimator),
-    with the restored best epoch marked."""
+    with the restored best epoch marked (epoch 0 is the starting point of a warm-started REFINE run)."""
     import matplotlib.pyplot as plt
 
     history = getattr(model, "history_", None)
@@ -94,8 +94,12 @@ def training_curves(model: Any, *, ax: Axes | None = None) -> Axes:
     epochs = np.arange(1, len(history.train_loss) + 1)
     ax.plot(epochs, history.train_loss, label="train")
     if history.val_loss:
-        ax.plot(epochs, history.val_loss, label="validation")
-        ax.axvline(history.best_epoch + 1, color="grey", linestyle="--", label=f"best epoch ({history.best_epoch + 1})")
+        x, y = epochs, history.val_loss
+        if getattr(history, "initial_val_loss", None) is not None:  # a warm start: its weights are epoch 0
+            x, y = np.r_[0, epochs], [history.initial_val_loss, *history.val_loss]
+        ax.plot(x, y, label="validation")
+        best = history.best_epoch + 1  # 0: no epoch improved on the warm start, which was kept
+        ax.axvline(best, color="grey", linestyle="--", label=f"best epoch ({best})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend(frameon=False)

@@ -101,8 +101,9 @@ def _start_choices(records: list[dict]) -> str:
         return ""
     lines = []
     for strategy, group in frame.dropna(subset=["refine_start"]).groupby("strategy", sort=False):
-        cold = int((group["refine_start"] == "cold").sum())
-        lines.append(f"{strategy}: cold start kept in {cold} of {len(group)} seeds (warm start in the others)")
+        counts = group["refine_start"].value_counts()
+        kept = ", ".join(f"{name} start in {int(count)}" for name, count in counts.items())
+        lines.append(f"{strategy}: {kept} of {len(group)} seeds")
     return "REFINE's start, chosen on a held-out 20% of the target subset: " + "; ".join(lines) + ".\n"
 
 
