@@ -302,9 +302,10 @@ class RefineAnnotator:
             "random_state": random_state,
         }
         scratch = None
-        if self.params["strategy"] == "refine" and len(depths) > 1:
+        if STRATEGIES[self.params["strategy"]][0] == "refine":
             # the depth is the residual encoder's: choose it on the residual path alone (the model from
-            # scratch), then train REFINE at that depth, its residual start being that very model
+            # scratch, trained exactly as the matching baseline strategy), then train REFINE at that
+            # depth, its residual start being that very model
             config = TrainConfig(lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
                                  device=device, random_state=random_state, progress=progress)
             tried = {}

@@ -99,6 +99,18 @@ def test_refine_chooses_the_depth_on_the_residual_path_and_starts_from_that_mode
     assert model.history_.start_val_loss["residual"] <= tried[model.n_layers_] + 1e-6
 
 
+def test_refine_residual_start_is_exactly_the_gnn_baseline_model():
+    # the frozen representation is noise: REFINE's residual run starts at the model strategy="gnn" trains
+    # (same seed, same split, same depth), so its epoch-0 validation loss is that baseline's
+    adata = grid_tissue()
+    hide_labels(adata, 0.5)
+    gnn = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn", n_layers=1).train(max_epochs=40)
+    refine = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
+    residual_start = refine.metrics_["n_layers_tried"][1]
+    assert residual_start == pytest.approx(gnn.metrics_["val_loss"], rel=1e-5)
+    assert refine.history_.start_val_loss["residual"] <= residual_start + 1e-6
+
+
 def test_sign_encoder_identity_is_the_hop_features_and_projections_keep_hops_apart():
     adata = grid_tissue(side=6)
     hops = torch.from_numpy(neighbor_aggregate(adata.X, adata.obsp["spatial_connectivities"], 2))
