@@ -89,8 +89,8 @@ class RefineAnnotator:
     layer
         Expression layer; ``None`` uses ``X``. Expected log-normalised (as scanpy's ``log1p``).
     strategy
-        ``"refine"`` (GNN residual encoder + frozen representation, one linear head; default),
-        ``"gnn"`` (the same GNN from scratch), ``"mlp"`` (expression MLP from scratch),
+        ``"refine"`` (graph residual encoder + frozen representation, one linear head; default),
+        ``"gnn"`` (the same graph encoder from scratch), ``"mlp"`` (expression MLP from scratch),
         ``"linear_probe"`` / ``"adapter"`` (on the frozen representation), ``"refine_mlp"`` (REFINE with
         an expression MLP, no graph), ``"logreg"`` (logistic regression on expression),
         ``"neighbor_logreg"`` (cell + mean of its 1..L-hop neighbours, then logistic regression).
@@ -266,9 +266,11 @@ class RefineAnnotator:
     ) -> RefineAnnotator:
         """Train on the labelled cells; early-stop on a stratified validation split of them.
 
-        ``batch_size="auto"`` trains graphs of up to 100,000 cells full-batch and larger ones on exact
-        k-hop subgraphs of 1,024 labelled cells (memory bounded by the batch); with minibatches,
-        validation and prediction use batches of at least 16,384 cells (no gradients: cheaper per cell).
+        ``batch_size="auto"``: models on rows (SIGN, expression or representation only) train on
+        minibatches of 256 labelled cells; message-passing encoders train graphs of up to 100,000 cells
+        full-batch and larger ones on exact k-hop subgraphs of 1,024 labelled cells (memory bounded by the
+        batch), and then validate and predict on batches of at least 16,384 cells (no gradients: cheaper
+        per cell). An integer sets the batch size of either kind.
         With ``n_layers="auto"`` each depth (0-3 hops for SIGN, 1-3 for message passing) is trained and the
         one with the lowest validation loss is kept; for REFINE the depth is chosen on the residual path
         alone (the model from scratch), and REFINE's residual start continues from that trained model
