@@ -276,16 +276,11 @@ class RefineAnnotator:
         alone (the model from scratch), and REFINE's residual start continues from that trained model
         (``metrics_["n_layers_tried"]`` holds each depth's validation loss).
         """
-        from sklearn.model_selection import train_test_split
-
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
         inputs = self._inputs(self.adata)
         index = np.arange(len(self.labelled_))
-        stratify = self.codes_ if np.bincount(self.codes_).min() >= 2 else None
-        train_pos, val_pos = train_test_split(
-            index, test_size=validation_fraction, random_state=random_state, stratify=stratify
-        )
+        train_pos, val_pos = _stratified_split(index, self.codes_, validation_fraction, random_state)
         depths = [self.params["n_layers"]] if self.params["n_layers"] != "auto" else self._auto_depths()
         if not self.uses_graph:
             depths = [0]
@@ -569,6 +564,19 @@ class RefineAnnotator:
             f"RefineAnnotator(strategy={self.params['strategy']!r}, labels_key={self.params['labels_key']!r}, "
             f"classes={len(self.classes_)}, genes={len(self.genes_)}, {state})"
         )
+
+
+def _stratified_split(index: np.ndarray, codes: np.ndarray, fraction: float, random_state: int):
+    """Stratified train/validation split; the validation part holds at least one cell per class (a
+    stratified split needs as many validation cells as classes: 100 cells of 21 classes get 21, not 20).
+    Falls back to a plain random split when the classes are too many for the cells."""
+    from sklearn.model_selection import train_test_split
+
+    n, n_classes = len(index), len(np.unique(codes))
+    n_val = max(int(np.ceil(fraction * n)), n_classes)
+    if np.bincount(codes).min() >= 2 and n - n_val >= n_classes:
+        return train_test_split(index, test_size=n_val, random_state=random_state, stratify=codes)
+    return train_test_split(index, test_size=fraction, random_state=random_state)
 
 
 def _align_genes(matrix: Any, genes: np.ndarray, reference: np.ndarray) -> np.ndarray:

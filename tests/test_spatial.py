@@ -111,6 +111,18 @@ def test_refine_residual_start_is_exactly_the_gnn_baseline_model():
     assert refine.history_.start_val_loss["residual"] <= residual_start + 1e-6
 
 
+def test_many_classes_and_few_labelled_cells_still_get_a_stratified_validation_split():
+    # 21 classes x 3 cells: 20% would be 13 validation cells, fewer than the classes (sklearn refuses)
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(rng.normal(size=(63, 5)).astype(np.float32))
+    adata.obs["label"] = np.repeat([f"type{k}" for k in range(21)], 3)
+    adata.obsm["X_rep"] = rng.normal(size=(63, 4)).astype(np.float32)
+    adata.obsm["spatial"] = rng.random((63, 2))
+    sr.pp.spatial_neighbors(adata, n_neighs=4)
+    model = sr.RefineAnnotator(adata, "label", rep_key="X_rep", n_layers=1).train(max_epochs=3)
+    assert model.metrics_["n_val"] == 21 and model.metrics_["n_train"] == 42
+
+
 def test_sign_encoder_identity_is_the_hop_features_and_projections_keep_hops_apart():
     adata = grid_tissue(side=6)
     hops = torch.from_numpy(neighbor_aggregate(adata.X, adata.obsp["spatial_connectivities"], 2))
