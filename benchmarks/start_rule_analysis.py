@@ -22,7 +22,7 @@ FORCED = ("refine:probe", "refine:residual", "refine:cold")
 
 
 def _per_seed(runs: pd.DataFrame) -> pd.DataFrame | None:
-    if not {"refine", "notrans"} <= set(runs["strategy"]) or "start_val_loss_residual" not in runs:
+    if "strategy" not in runs or not {"refine", "notrans"} <= set(runs["strategy"]) or "start_val_loss_residual" not in runs:
         return None
     acc = runs.pivot_table(index="seed", columns="strategy", values="accuracy")
     chosen = runs[runs["strategy"] == "refine"].set_index("seed")

@@ -351,9 +351,14 @@ class RefineAnnotator:
             return [0, 1, 2, 3]
         return [1, 2, 3]
 
-    def _standardized(self, matrix: np.ndarray) -> torch.Tensor:
+    def _standardized(self, matrix: np.ndarray, *, in_place: bool = False) -> torch.Tensor:
+        """``(matrix - mean) / std`` as float32; ``in_place`` reuses ``matrix`` (a fresh copy the caller owns:
+        at 1M cells x 3 hops every extra copy costs gigabytes)."""
         width = matrix.shape[1]
-        return torch.from_numpy(((matrix - self.input_mean_[:width]) / self.input_std_[:width]).astype(np.float32))
+        out = matrix if in_place and matrix.dtype == np.float32 else matrix.astype(np.float32, copy=True)
+        out -= self.input_mean_[:width]
+        out /= self.input_std_[:width]
+        return torch.from_numpy(out)
 
     def _build(self, n_genes: int, depth: int, core: str | None = None) -> torch.nn.Module:
         default_core, encoder_kind = STRATEGIES[self.params["strategy"]]
@@ -384,7 +389,7 @@ class RefineAnnotator:
         rep = None if inputs.rep is None else torch.from_numpy(inputs.rep)
         if not self._message_passing:
             tensors = {
-                "x": self._standardized(self._node_inputs(inputs, depth)[cells]),
+                "x": self._standardized(self._node_inputs(inputs, depth)[cells], in_place=True),  # [cells]: a copy
                 "features": None if rep is None else rep[cells],
             }
             if y is not None:
