@@ -286,7 +286,8 @@ def fit(
         Optional per-class loss weights (see :func:`class_weights`).
     scratch_model
         For REFINE's residual start: an already trained from-scratch model of the same residual encoder
-        (e.g. the one a depth search kept), used instead of training one. It is not modified.
+        (e.g. the one a depth search kept), used instead of training one. Its weights are not changed (it
+        is moved to the training device).
 
     Notes
     -----
