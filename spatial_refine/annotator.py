@@ -298,13 +298,13 @@ class RefineAnnotator:
             "batch_size": batch_size,
             "random_state": random_state,
         }
+        config = TrainConfig(lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
+                             device=device, random_state=random_state, progress=progress)
         scratch = None
         if STRATEGIES[self.params["strategy"]][0] == "refine":
             # the depth is the residual encoder's: choose it on the residual path alone (the model from
             # scratch, trained exactly as the matching baseline strategy), then train REFINE at that
             # depth, its residual start being that very model
-            config = TrainConfig(lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
-                                 device=device, random_state=random_state, progress=progress)
             tried = {}
             for depth in depths:
                 model, history = self._train_torch(
@@ -318,15 +318,6 @@ class RefineAnnotator:
             if self.params["strategy"] in ("logreg", "neighbor_logreg"):
                 model, history = self._train_sklearn(inputs, train_pos, depth, random_state)
             else:
-                config = TrainConfig(
-                    lr=lr,
-                    weight_decay=weight_decay,
-                    max_epochs=max_epochs,
-                    patience=patience,
-                    device=device,
-                    random_state=random_state,
-                    progress=progress,
-                )
                 model, history = self._train_torch(
                     inputs, train_pos, val_pos, depth, config, class_weight, batch_size, scratch_model=scratch
                 )
