@@ -244,8 +244,9 @@ class Refine(TransferModel):
         the linear probe and training from scratch on validation data, or above. A cold start does not: the frozen
         features, informative from the first step, take up the loss before ``h`` has learnt anything,
         and early stopping then ends training with the residual starved (osmFISH regions, 100 labelled
-        cells: 0.53 macro-F1 cold vs 0.75 from scratch; from the residual start 0.71). Warm starts apply to
-        the linear head only.
+        cells, one seed: 0.55 macro-F1 cold, 0.75 from scratch, 0.72 from the residual start; CIFAR-10 with
+        an 80%-flipped source, 2,000 targets, 5 seeds: cold 39.5, residual start 42.2, NoTrans 39.3).
+        Warm starts apply to the linear head only.
     """
 
     uses_features = True
