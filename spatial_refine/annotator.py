@@ -189,14 +189,19 @@ class RefineAnnotator:
         return self.params["strategy"] in _USES_GRAPH
 
     @property
+    def _graph_encoder(self) -> str | None:
+        """The graph residual encoder the model uses (``"sign"``, ``"sage"``...), or ``None``."""
+        return self.params["encoder"] if STRATEGIES[self.params["strategy"]][1] == "gnn" else None
+
+    @property
     def _message_passing(self) -> bool:
         """Whether the model runs on graph batches (torch-geometric layers), not on rows of features."""
-        return STRATEGIES[self.params["strategy"]][1] == "gnn" and self.params["encoder"] != "sign"
+        return self._graph_encoder not in (None, "sign")
 
     @property
     def _uses_hops(self) -> bool:
         """Whether the model's input is the hop features ``[x, P x, ..., P^L x]`` (SIGN)."""
-        return STRATEGIES[self.params["strategy"]][1] == "gnn" and self.params["encoder"] == "sign"
+        return self._graph_encoder == "sign"
 
     def _node_inputs(self, inputs: _Inputs, depth: int) -> np.ndarray:
         """Unstandardised input rows of the model: the expression, or for SIGN its hop features up to
@@ -355,9 +360,9 @@ class RefineAnnotator:
         default_core, encoder_kind = STRATEGIES[self.params["strategy"]]
         core = core or default_core
         encoder = None
-        if encoder_kind == "gnn" and self.params["encoder"] == "sign":
+        if self._uses_hops:
             encoder = SIGNEncoder(n_genes, n_hops=depth, hidden=self.params["hidden"], dropout=self.params["dropout"])
-        elif encoder_kind == "gnn":
+        elif self._message_passing:
             encoder = GNNEncoder(
                 n_genes, hidden=self.params["hidden"], n_layers=depth, conv=self.params["encoder"],
                 dropout=self.params["dropout"],

@@ -343,10 +343,7 @@ def _train_from_probe(model: TransferModel, train: Batches, val: Batches | None,
     probe = model.probe()  # initialised inside the caller's seeded block: reproducible
     probe_history = fit(probe, train, val, task=run.task, config=run.config, weights=run.weights)
     model.start_from_probe(probe)
-    history = _train_once(model, train, val, run, keep_start=True)
-    history.warm_start = probe_history
-    history.start = "probe"
-    return history
+    return _continue_from_start(model, train, val, run, "probe", probe_history)
 
 
 def _train_from_scratch_model(model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings) -> History:
@@ -357,9 +354,16 @@ def _train_from_scratch_model(model: TransferModel, train: Batches, val: Batches
         scratch = model.from_scratch()
         scratch_history = fit(scratch, train, val, task=run.task, config=run.config, weights=run.weights)
     model.start_from_scratch(scratch)
+    return _continue_from_start(model, train, val, run, "residual", scratch_history)
+
+
+def _continue_from_start(
+    model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings, start: str, baseline: History | None
+) -> History:
+    """Train a warm-started model (its start counts as epoch 0) and record where it started from."""
     history = _train_once(model, train, val, run, keep_start=True)
-    history.warm_start = scratch_history
-    history.start = "residual"
+    history.warm_start = baseline
+    history.start = start
     return history
 
 
