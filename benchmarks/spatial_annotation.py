@@ -22,7 +22,8 @@ Frozen representations (no real scGPT weights are reachable here)
 Methods: ``logreg`` (expression), ``neighbor_logreg`` (cell + mean of 1..L-hop neighbours, L chosen on
 validation), ``mlp`` and ``gnn`` from scratch (``gnn``: the default SIGN encoder; ``gnn_sage``: torch-geometric
 GraphSAGE with self path and jumping knowledge), ``linear_probe`` / ``adapter`` / ``refine`` on each frozen
-representation. Every method uses the package defaults (``sr.RefineAnnotator(...).train(random_state=seed)``):
+representation, and ``refine_linear`` (REFINE with the linear residual ``hidden=None``: a logistic regression
+on the hop features and the frozen representation). Every method uses the package defaults (``sr.RefineAnnotator(...).train(random_state=seed)``):
 nothing is tuned per dataset. n labelled cells in {100, 300, 1000, 3000} (as the slice allows), 5 seeds;
 classes drawn only once in a sample are dropped from that sample (the annotator needs two cells per class).
 
@@ -51,8 +52,11 @@ from spatial_refine.refine import TensorBatches, TrainConfig, build_strategy, fi
 RESULTS = Path(__file__).parent / "results"
 REP_FREE = ("logreg", "neighbor_logreg", "mlp", "gnn", "gnn_sage")
 #: benchmark method -> annotator options (the default encoder is SIGN; ``gnn_sage`` is a torch-geometric GraphSAGE)
-METHOD_OPTIONS = {"gnn_sage": {"strategy": "gnn", "encoder": "sage"}}
-REP_METHODS = ("linear_probe", "adapter", "refine")
+METHOD_OPTIONS = {
+    "gnn_sage": {"strategy": "gnn", "encoder": "sage"},
+    "refine_linear": {"strategy": "refine", "hidden": None},  # linear residual: logreg on [hops, f_rep]
+}
+REP_METHODS = ("linear_probe", "adapter", "refine", "refine_linear")
 
 
 @dataclass
@@ -192,6 +196,7 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
         "accuracy": accuracy_score(y_true, y_pred),
         "n_layers": model.n_layers_,
         "start": getattr(model.history_, "start", None) if model.history_ is not None else None,
+        **{k: model.metrics_[k] for k in ("val_loss", "val_balanced_loss", "val_macro_f1", "val_accuracy")},
         "seconds": seconds,
     }
 

@@ -106,6 +106,7 @@ def refine(
         "classes": np.asarray(model.classes_, dtype=object),
         "metrics": {k: v for k, v in model.metrics_.items() if not isinstance(v, dict)},
         "n_layers": int(model.n_layers_),
+        "hidden": "linear" if model.hidden_ is None else int(model.hidden_),
     }
     return (adata, model) if copy else model
 

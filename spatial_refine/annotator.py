@@ -50,6 +50,8 @@ _USES_GRAPH = {"refine", "gnn", "neighbor_logreg"}
 ENCODERS = ("sign", *CONV_TYPES)
 _FORMAT_VERSION = 1
 FULL_BATCH_MAX_CELLS = 100_000
+#: width of the residual network's layers when ``hidden="auto"``
+AUTO_HIDDEN = 64
 #: labelled seed cells per training minibatch when ``batch_size="auto"`` picks minibatches
 MINIBATCH_SEEDS = 1024
 #: seed cells per batch when evaluating or predicting with minibatches: without gradients a batch costs
@@ -101,8 +103,13 @@ class RefineAnnotator:
         torch-geometric message-passing network: ``"sage"`` (GraphSAGE), ``"gcn"``, ``"gat"``, with a
         self path and jumping-knowledge outputs (:class:`~spatial_refine.encoders.GNNEncoder`).
     hidden
-        Width of the residual encoder's layers; for ``"sign"``, ``None`` uses the hop features as they
-        are (REFINE's head is then a linear model on the frozen representation and the hop features).
+        Width of the residual encoder's layers. For ``"sign"``, ``None`` is the linear residual: the hop
+        features as they are, so REFINE's head is a multinomial logistic regression on
+        ``[P^0 x, ..., P^L x, f_rep]`` (and ``strategy="gnn"`` one on the hop features alone). That problem
+        is convex and is solved exactly (scikit-learn's L-BFGS, L2 penalty ``C=1`` on standardised
+        features, as the ``logreg`` baselines), not by gradient steps. ``"auto"`` (default): for REFINE with
+        ``"sign"``, both the linear residual and the network of width 64 are trained and the one with the
+        lower validation loss is kept (``metrics_["hidden_tried"]``); otherwise width 64.
     n_layers
         Hops of context of the residual encoder (message-passing layers for the torch-geometric ones), or
         neighbour hops of ``neighbor_logreg``; ``"auto"`` chooses on the validation split among 0-3
@@ -123,7 +130,7 @@ class RefineAnnotator:
         layer: str | None = None,
         strategy: str = "refine",
         encoder: str = "sign",
-        hidden: int | None = 64,
+        hidden: int | Literal["auto"] | None = "auto",
         n_layers: int | Literal["auto"] = "auto",
         dropout: float = 0.2,
         unlabeled_category: Any = None,
@@ -136,6 +143,8 @@ class RefineAnnotator:
             raise ValueError(f"Unknown encoder {encoder!r}: choose one of {', '.join(ENCODERS)}.")
         if hidden is None and encoder != "sign":
             raise ValueError(f"hidden=None (no projection) is only possible with encoder='sign', not {encoder!r}.")
+        if hidden is not None and hidden != "auto" and (not isinstance(hidden, int) or hidden < 1):
+            raise ValueError(f"hidden must be a positive integer, None or 'auto', got {hidden!r}.")
         if n_layers != "auto" and (not isinstance(n_layers, int) or n_layers < 0):
             raise ValueError(f"n_layers must be a non-negative integer or 'auto', got {n_layers!r}.")
         if labels_key not in adata.obs:
@@ -175,6 +184,7 @@ class RefineAnnotator:
         self.codes_ = codes
         self.graph_params_ = _graph_params(adata, graph_key)
         self.model_: Any = None
+        self.hidden_ = self._hidden_candidates()[-1]
         self.history_ = None
         self.metrics_: dict[str, Any] = {}
 
@@ -197,6 +207,16 @@ class RefineAnnotator:
     def _message_passing(self) -> bool:
         """Whether the model runs on graph batches (torch-geometric layers), not on rows of features."""
         return self._graph_encoder not in (None, "sign")
+
+    @property
+    def _linear_residual(self) -> bool:
+        """REFINE / GNN with the identity SIGN encoder: a convex logistic regression, solved exactly."""
+        return self._uses_hops and self.hidden_ is None
+
+    @property
+    def _convex(self) -> bool:
+        """Whether training is a scikit-learn logistic regression (the linear baselines, linear residual)."""
+        return self.params["strategy"] in ("logreg", "neighbor_logreg") or self._linear_residual
 
     @property
     def _uses_hops(self) -> bool:
@@ -305,8 +325,40 @@ class RefineAnnotator:
         }
         config = TrainConfig(lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
                              device=device, random_state=random_state, progress=progress)
+        results = {}
+        for hidden in self._hidden_candidates():
+            self.hidden_ = hidden
+            results[hidden] = self._fit_depths(inputs, train_pos, val_pos, depths, config, class_weight, batch_size,
+                                               random_state, device)
+        self.hidden_ = min(results, key=lambda h: results[h][0])
+        _, depth, model, history, proba, tried = results[self.hidden_]
+        self.model_, self.n_layers_, self.history_ = model, depth, history
+        width = self._node_inputs(inputs, depth).shape[1]  # keep the statistics of the chosen depth's columns
+        self.input_mean_, self.input_std_ = self.input_mean_[:width], self.input_std_[:width]
+        self.metrics_ = _metrics(self.codes_[val_pos], proba)
+        self.metrics_["n_layers_tried"] = tried
+        if len(results) > 1:
+            self.metrics_["hidden_tried"] = {str(h): r[0] for h, r in results.items()}
+        self.metrics_["n_train"], self.metrics_["n_val"] = len(train_pos), len(val_pos)
+        #: positions in ``adata.obs`` of the cells trained on and of the validation cells
+        self.train_indices_, self.validation_indices_ = np.sort(self.labelled_[train_pos]), np.sort(self.labelled_[val_pos])
+        return self
+
+    def _hidden_candidates(self) -> list[int | None]:
+        """Residual widths to train: ``hidden="auto"`` tries REFINE's linear SIGN residual and the SIGN
+        network; everywhere else it means the network width :data:`AUTO_HIDDEN`."""
+        hidden = self.params["hidden"]
+        if hidden != "auto":
+            return [hidden]
+        if self.params["strategy"] == "refine" and self.params["encoder"] == "sign":
+            return [None, AUTO_HIDDEN]
+        return [AUTO_HIDDEN]
+
+    def _fit_depths(self, inputs, train_pos, val_pos, depths, config, class_weight, batch_size, random_state, device):
+        """Train the model of width ``self.hidden_`` at each candidate depth; return the best one as
+        ``(val_loss, depth, model, history, val_proba, {depth: val_loss})``."""
         scratch = None
-        if STRATEGIES[self.params["strategy"]][0] == "refine":
+        if STRATEGIES[self.params["strategy"]][0] == "refine" and not self._convex:
             # the depth is the residual encoder's: choose it on the residual path alone (the model from
             # scratch, trained exactly as the matching baseline strategy), then train REFINE at that
             # depth, its residual start being that very model
@@ -320,7 +372,7 @@ class RefineAnnotator:
             scratch, depths = tried[best_depth][1], [best_depth]
         candidates = []
         for depth in depths:
-            if self.params["strategy"] in ("logreg", "neighbor_logreg"):
+            if self._convex:
                 model, history = self._train_sklearn(inputs, train_pos, depth, random_state)
             else:
                 model, history = self._train_torch(
@@ -328,19 +380,11 @@ class RefineAnnotator:
                 )
             self.model_, self.n_layers_ = model, depth
             proba = self._predict_proba(inputs, self.labelled_[val_pos], device)
-            val_loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(val_pos)), self.codes_[val_pos]], 1e-12, 1))))
+            val_loss = _cross_entropy(proba, self.codes_[val_pos])
             candidates.append((val_loss, depth, model, history, proba))
         val_loss, depth, model, history, proba = min(candidates, key=lambda c: c[0])
-        self.model_, self.n_layers_, self.history_ = model, depth, history
-        width = self._node_inputs(inputs, depth).shape[1]  # keep the statistics of the chosen depth's columns
-        self.input_mean_, self.input_std_ = self.input_mean_[:width], self.input_std_[:width]
-        self.metrics_ = _metrics(self.codes_[val_pos], proba)
-        self.metrics_["val_loss"] = val_loss
-        self.metrics_["n_layers_tried"] = (
-            {int(d): float(v[0]) for d, v in tried.items()} if scratch is not None else {int(c[1]): c[0] for c in candidates}
-        )
-        self.metrics_["n_train"], self.metrics_["n_val"] = len(train_pos), len(val_pos)
-        return self
+        tried = {int(d): float(v[0]) for d, v in tried.items()} if scratch is not None else {int(c[1]): c[0] for c in candidates}
+        return val_loss, depth, model, history, proba, tried
 
     def _auto_depths(self) -> list[int]:
         if self.params["strategy"] == "neighbor_logreg" or self._uses_hops:
@@ -361,14 +405,14 @@ class RefineAnnotator:
         core = core or default_core
         encoder = None
         if self._uses_hops:
-            encoder = SIGNEncoder(n_genes, n_hops=depth, hidden=self.params["hidden"], dropout=self.params["dropout"])
+            encoder = SIGNEncoder(n_genes, n_hops=depth, hidden=self.hidden_, dropout=self.params["dropout"])
         elif self._message_passing:
             encoder = GNNEncoder(
-                n_genes, hidden=self.params["hidden"], n_layers=depth, conv=self.params["encoder"],
+                n_genes, hidden=self.hidden_, n_layers=depth, conv=self.params["encoder"],
                 dropout=self.params["dropout"],
             )
         elif encoder_kind == "mlp":
-            encoder = MLPEncoder(n_genes, (self.params["hidden"], self.params["hidden"]), self.params["dropout"])
+            encoder = MLPEncoder(n_genes, (self.hidden_, self.hidden_), self.params["dropout"])
         return build_strategy(core, n_outputs=len(self.classes_), encoder=encoder, feature_dim=self.feature_dim_)
 
     def _batches(
@@ -433,17 +477,22 @@ class RefineAnnotator:
         )
         return model.cpu(), history
 
-    def _sklearn_inputs(self, inputs: _Inputs, depth: int) -> np.ndarray:
+    def _sklearn_inputs(self, inputs: _Inputs, depth: int, cells: np.ndarray) -> np.ndarray:
+        """Rows ``cells`` of the logistic regression's input (unscaled: the fitted scaler is folded into
+        the weights)."""
+        if self._linear_residual:  # the hop features, then the frozen representation
+            hops = self._node_inputs(inputs, depth)[cells]
+            return hops if inputs.rep is None else np.hstack([hops, inputs.rep[cells]])
         x = self._standardized(inputs.expression).numpy()
         if self.params["strategy"] == "neighbor_logreg":
-            return neighbor_aggregate(x, inputs.adjacency, depth)
-        return x
+            return neighbor_aggregate(x, inputs.adjacency, depth)[cells]
+        return x[cells]
 
     def _train_sklearn(self, inputs, train_pos, depth, random_state):
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        features = self._sklearn_inputs(inputs, depth)[self.labelled_[train_pos]]
+        features = self._sklearn_inputs(inputs, depth, self.labelled_[train_pos])
         scaler = StandardScaler().fit(features)
         clf = LogisticRegression(max_iter=1000, random_state=random_state)
         clf.fit(scaler.transform(features), self.codes_[train_pos])
@@ -462,7 +511,7 @@ class RefineAnnotator:
     # prediction
     def _predict_proba(self, inputs: _Inputs, cells: np.ndarray, device: str = "auto") -> np.ndarray:
         if isinstance(self.model_, dict):  # scikit-learn baseline, as arrays
-            features = self._sklearn_inputs(inputs, self.n_layers_)[cells]
+            features = self._sklearn_inputs(inputs, self.n_layers_, cells)
             logits = torch.from_numpy(features @ self.model_["weight"].T + self.model_["bias"])
             return logits.softmax(1).numpy()
         order = np.argsort(cells)
@@ -509,6 +558,7 @@ class RefineAnnotator:
             "classes": self.classes_.tolist(),
             "genes": self.genes_.tolist(),
             "n_layers": int(self.n_layers_),
+            "hidden": self.hidden_,
             "feature_dim": self.feature_dim_,
             "train_settings": self.train_settings_,
             "metrics": self.metrics_,
@@ -542,6 +592,7 @@ class RefineAnnotator:
         self.classes_ = np.asarray(config["classes"], dtype=str)
         self.genes_ = np.asarray(config["genes"], dtype=str)
         self.n_layers_ = config["n_layers"]
+        self.hidden_ = config.get("hidden", self.params["hidden"])  # files before hidden="auto": the parameter
         self.feature_dim_ = config["feature_dim"]
         self.train_settings_ = config["train_settings"]
         self.metrics_ = config["metrics"]
@@ -597,11 +648,22 @@ def _graph_params(adata: AnnData, graph_key: str) -> dict | None:
     return None if info is None else dict(info.get("params", {}))
 
 
+def _cross_entropy(proba: np.ndarray, codes: np.ndarray, *, balanced: bool = False) -> float:
+    """Mean negative log-likelihood of the true classes; ``balanced``: the mean over classes of each
+    class's mean (every class counts alike, as in macro-F1)."""
+    losses = -np.log(np.clip(proba[np.arange(len(codes)), codes], 1e-12, 1.0))
+    if balanced:
+        return float(np.mean([losses[codes == c].mean() for c in np.unique(codes)]))
+    return float(losses.mean())
+
+
 def _metrics(codes: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
     predicted = proba.argmax(1)
     return {
+        "val_loss": _cross_entropy(proba, codes),
+        "val_balanced_loss": _cross_entropy(proba, codes, balanced=True),
         "val_accuracy": float(accuracy_score(codes, predicted)),
         "val_macro_f1": float(f1_score(codes, predicted, average="macro", labels=np.unique(codes), zero_division=0)),
     }

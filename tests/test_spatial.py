@@ -77,6 +77,59 @@ def test_every_graph_encoder_learns_the_neighbour_only_label(encoder, hidden):
     assert _accuracy_on_hidden(adata, hidden_cells, encoder=encoder, hidden=hidden, n_layers=1) > 0.85
 
 
+def _proba(adata, **options) -> np.ndarray:
+    return sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", **options).train().predict().to_numpy()
+
+
+def test_linear_residual_from_scratch_is_exactly_the_logistic_baselines():
+    # hidden=None: the GNN from scratch is a logistic regression on [x, P x, ...]; on a graph where every
+    # cell has neighbours that is the neighbour-aggregation baseline (depth 0: plain logistic regression)
+    adata = grid_tissue(side=12)
+    hide_labels(adata, 0.3)
+    for depth, baseline in ((0, "logreg"), (1, "neighbor_logreg"), (2, "neighbor_logreg")):
+        linear = _proba(adata, strategy="gnn", hidden=None, n_layers=depth)
+        np.testing.assert_allclose(linear, _proba(adata, strategy=baseline, n_layers=depth), atol=1e-4)
+
+
+def test_linear_refine_is_logistic_regression_on_the_hops_and_the_representation():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    adata = grid_tissue(side=12)
+    hide_labels(adata, 0.3)
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1).train()
+    assert model.history_ is None  # solved, not trained by gradient steps
+    # by hand: the mean over the 4-neighbourhood with a dense matrix, then the frozen representation
+    a = adata.obsp["spatial_connectivities"].toarray()
+    features = np.hstack([adata.X, (a / a.sum(1, keepdims=True)) @ adata.X, adata.obsm["X_rep"]])
+    train = model.train_indices_
+    scaler = StandardScaler().fit(features[train])
+    clf = LogisticRegression(max_iter=1000).fit(scaler.transform(features[train]), adata.obs["train_label"].iloc[train])
+    expected = clf.predict_proba(scaler.transform(features))
+    np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-4)
+    assert len(np.intersect1d(train, model.validation_indices_)) == 0
+
+
+def test_auto_width_keeps_the_linear_or_the_network_residual_with_the_lower_validation_loss():
+    adata = grid_tissue(side=12)
+    hide_labels(adata, 0.3)
+    auto = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
+    explicit = {
+        str(h): sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=h).train(max_epochs=40)
+        for h in (None, 64)
+    }
+    tried = auto.metrics_["hidden_tried"]
+    assert set(tried) == {"None", "64"}
+    for width, model in explicit.items():  # each candidate is exactly the model of that width
+        assert tried[width] == pytest.approx(model.metrics_["val_loss"], abs=1e-6)
+    kept = min(tried, key=tried.get)
+    assert str(auto.hidden_) == kept
+    pd.testing.assert_frame_equal(auto.predict(), explicit[kept].predict())
+    # baselines and message-passing encoders have a single width
+    assert sr.RefineAnnotator(adata, "train_label", strategy="gnn")._hidden_candidates() == [64]
+    assert sr.RefineAnnotator(adata, "train_label", encoder="sage")._hidden_candidates() == [64]
+
+
 def test_auto_depth_finds_that_the_label_needs_the_neighbours():
     # the label is a function of the 1-hop neighbours: depth 0 (the cell alone) must lose on validation
     adata = grid_tissue()
@@ -211,12 +264,15 @@ def test_spatial_neighbors_bad_coordinates():
 
 
 @pytest.mark.parametrize(
-    ("strategy", "encoder"), [("refine", "sign"), ("refine", "sage"), ("neighbor_logreg", "sign"), ("mlp", "sign")]
+    ("strategy", "encoder", "hidden"),
+    [("refine", "sign", 64), ("refine", "sign", None), ("refine", "sage", 64), ("neighbor_logreg", "sign", 64),
+     ("mlp", "sign", 64)],
 )
-def test_save_load_round_trip_and_annotate_a_query_with_another_panel(tmp_path, strategy, encoder):
+def test_save_load_round_trip_and_annotate_a_query_with_another_panel(tmp_path, strategy, encoder, hidden):
     adata = grid_tissue(side=16)
     hide_labels(adata, 0.3)
-    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy=strategy, encoder=encoder, n_layers=1)
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy=strategy, encoder=encoder,
+                               hidden=hidden, n_layers=1)
     model.train(max_epochs=30)
     model.save(tmp_path / "m")
     loaded = sr.RefineAnnotator.load(tmp_path / "m")
@@ -265,6 +321,7 @@ def test_tl_refine_writes_only_documented_keys():
     np.testing.assert_allclose(adata.obsm["refine_proba"].sum(1), 1.0, atol=1e-5)
     assert list(adata.uns["refine"]["classes"]) == ["niche_A", "niche_B"]
     assert 0.0 <= adata.uns["refine"]["metrics"]["val_macro_f1"] <= 1.0
+    assert adata.uns["refine"]["hidden"] in ("linear", 64)
 
 
 def test_training_is_reproducible():
