@@ -299,7 +299,11 @@ class RefineAnnotator:
         With ``n_layers="auto"`` each depth (0-3 hops for SIGN, 1-3 for message passing) is trained and the
         one with the lowest validation loss is kept; for REFINE the depth is chosen on the residual path
         alone (the model from scratch), and REFINE's residual start continues from that trained model
-        (``metrics_["n_layers_tried"]`` holds each depth's validation loss).
+        (``metrics_["n_layers_tried"]`` holds each depth's validation loss). With ``hidden="auto"`` REFINE
+        (SIGN) does this for the network and for the linear residual and keeps the lower validation loss
+        (``metrics_["hidden_tried"]``, ``hidden_``). The linear residual and the ``logreg`` baselines are
+        solved by L-BFGS; ``max_epochs``, ``lr``, ``weight_decay``, ``patience`` and ``batch_size`` apply to
+        the networks only.
         """
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
@@ -373,7 +377,7 @@ class RefineAnnotator:
         candidates = []
         for depth in depths:
             if self._convex:
-                model, history = self._train_sklearn(inputs, train_pos, depth, random_state)
+                model, history = self._train_sklearn(inputs, train_pos, depth, random_state, class_weight)
             else:
                 model, history = self._train_torch(
                     inputs, train_pos, val_pos, depth, config, class_weight, batch_size, scratch_model=scratch
@@ -488,13 +492,13 @@ class RefineAnnotator:
             return neighbor_aggregate(x, inputs.adjacency, depth)[cells]
         return x[cells]
 
-    def _train_sklearn(self, inputs, train_pos, depth, random_state):
+    def _train_sklearn(self, inputs, train_pos, depth, random_state, class_weight=None):
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
         features = self._sklearn_inputs(inputs, depth, self.labelled_[train_pos])
         scaler = StandardScaler().fit(features)
-        clf = LogisticRegression(max_iter=1000, random_state=random_state)
+        clf = LogisticRegression(max_iter=1000, class_weight=class_weight, random_state=random_state)
         clf.fit(scaler.transform(features), self.codes_[train_pos])
         weight = np.zeros((len(self.classes_), features.shape[1]), dtype=np.float32)
         bias = np.zeros(len(self.classes_), dtype=np.float32)

@@ -110,6 +110,24 @@ def test_linear_refine_is_logistic_regression_on_the_hops_and_the_representation
     assert len(np.intersect1d(train, model.validation_indices_)) == 0
 
 
+def test_class_weight_reaches_the_logistic_regressions():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    adata = grid_tissue(side=12)
+    labels = adata.obs["label"].astype(object).copy()
+    minority = np.flatnonzero(labels == "niche_A")[10:]  # keep 10 labelled cells of niche_A
+    labels.iloc[minority] = np.nan
+    adata.obs["train_label"] = labels
+    model = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight="balanced")
+    train = model.train_indices_
+    scaler = StandardScaler().fit(adata.X[train])
+    clf = LogisticRegression(max_iter=1000, class_weight="balanced").fit(
+        scaler.transform(adata.X[train]), labels.iloc[train].astype(str)
+    )
+    np.testing.assert_allclose(model.predict().to_numpy(), clf.predict_proba(scaler.transform(adata.X)), atol=1e-4)
+
+
 def test_auto_width_keeps_the_linear_or_the_network_residual_with_the_lower_validation_loss():
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
