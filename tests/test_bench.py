@@ -188,6 +188,28 @@ def test_task_end_to_end(name, synthetic_paths, tmp_path):
     assert source.path is not None and source.path.suffix == ".safetensors" and source.path.is_file()
 
 
+def test_a_diverged_run_is_recorded_and_reported_not_a_crash(synthetic_paths, tmp_path, monkeypatch):
+    from spatial_refine.bench import runner
+    from spatial_refine.bench.report import summarize, to_markdown
+
+    real_fit = runner.fit
+
+    def fit_that_diverges_for_the_adapter(model, *args, **kwargs):
+        if type(model).__name__ == "Adapter":
+            raise FloatingPointError("The training loss became nan at epoch 3: lower the learning rate.")
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "fit", fit_that_diverges_for_the_adapter)
+    records, _ = run_task(get_task("usps-mnist"), TINY, strategies=("linear_probe", "adapter"), seeds=(0, 1),
+                          cache_dir=tmp_path, paths=synthetic_paths, device="cpu")
+    adapter = [r for r in records if r["strategy"] == "adapter"]
+    assert len(adapter) == 2 and all(np.isnan(r["accuracy"]) and "nan at epoch 3" in r["diverged"] for r in adapter)
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in records if r["strategy"] == "linear_probe")
+    table = to_markdown(summarize(records))
+    assert "adapter (diverged in 2 of 2 seeds) | n/a" in table
+    assert "diverged" not in table.split("linear_probe")[1].split("\n")[0]
+
+
 def test_source_cache_is_reused_and_keyed_by_config(synthetic_paths, tmp_path):
     task = get_task("usps-mnist")
     first = pretrain_source(task, TINY, cache_dir=tmp_path, paths=synthetic_paths, device="cpu")

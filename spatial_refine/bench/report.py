@@ -28,7 +28,8 @@ def summarize(records: list[dict] | pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(records)
     rows = []
     for (task, strategy), group in frame.groupby(["task", "strategy"], sort=False):
-        row = {"task": task, "strategy": strategy, "n_seeds": len(group)}
+        row = {"task": task, "strategy": strategy, "n_seeds": len(group),
+               "n_diverged": int((~np.isfinite(group["accuracy"].to_numpy(dtype=float))).sum())}
         for metric in METRICS:
             values = 100.0 * group[metric].to_numpy(dtype=float)
             row[f"{metric}_mean"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
@@ -46,6 +47,8 @@ def to_markdown(summary: pd.DataFrame, published: dict[str, float] | None = None
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in summary.iterrows():
         cells = [row["strategy"]]
+        if row.get("n_diverged", 0):  # mean and std are over the seeds that trained
+            cells[0] += f" (diverged in {int(row['n_diverged'])} of {int(row['n_seeds'])} seeds)"
         for metric in METRICS:
             mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
             cells.append("n/a" if not np.isfinite(mean) else f"{mean:.2f} +- {std:.2f}")

@@ -38,7 +38,7 @@ from ..refine import (
     seeded,
 )
 from ..refine.strategies import NoTrans
-from .metrics import classification_metrics
+from .metrics import METRICS, classification_metrics
 from .protocols import Protocol
 from .tasks import Paths, Split, Task
 
@@ -406,10 +406,16 @@ def run_task(
                     extra[f"start_val_loss_{key}"] = value
                 model = build({**kwargs, "start": chosen})
             model.fit_feature_statistics(f_train)
-            fit(model, _batches(train, f_train, cfg.batch_size, shuffle=True), task="classification", config=cfg)
+            try:
+                fit(model, _batches(train, f_train, cfg.batch_size, shuffle=True), task="classification", config=cfg)
+            except FloatingPointError as error:  # a diverged run is a result of that strategy, not a crash of the task
+                log.warning("%s %s seed %d diverged: %s", task.name, spec, seed, error)
+                extra["diverged"] = str(error)
+                metrics = dict.fromkeys(METRICS, float("nan"))
+            else:
+                logits = predict_outputs(model, _batches(test, f_test, 256, shuffle=False), device=device)
+                metrics = classification_metrics(test.y, torch.softmax(logits, 1).numpy())
             seconds = time.perf_counter() - start
-            logits = predict_outputs(model, _batches(test, f_test, 256, shuffle=False), device=device)
-            proba = torch.softmax(logits, 1).numpy()
             n_trainable = sum(p.numel() for _, p in model.trainable_named_parameters())
             records.append(
                 {
@@ -417,7 +423,7 @@ def run_task(
                     "protocol": protocol.name,
                     "strategy": spec,
                     "seed": seed,
-                    **classification_metrics(test.y, proba),
+                    **metrics,
                     "train_seconds": seconds,
                     "n_train": len(train.y),
                     "n_test": len(test.y),
