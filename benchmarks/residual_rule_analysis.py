@@ -59,7 +59,7 @@ def best_baselines(baseline_runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["task", "n", "rep", "seed"])
 
 
-def report(seeds: pd.DataFrame, baselines: pd.DataFrame | None) -> str:
+def report(seeds: pd.DataFrame, baselines: pd.DataFrame | None, note: str = "") -> str:
     columns = ["sign", "linear", *RULES]
     table = seeds.groupby(level=[0, 1, 2])[columns].mean()
     picks = seeds.groupby(level=[0, 1, 2])[[f"{r}_picks_linear" for r in RULES]].sum().astype(int)
@@ -68,6 +68,7 @@ def report(seeds: pd.DataFrame, baselines: pd.DataFrame | None) -> str:
         "",
         __doc__.split("\n\n")[1].replace("\n", " "),
         "",
+        *([note, ""] if note else []),
     ]
     header = "| task | n | rep | SIGN (hidden 64) | linear | " + " | ".join(f"pick by {r}" for r in RULES)
     if baselines is not None:
@@ -107,10 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", help="-runs.csv files with refine and refine_linear and their validation metrics")
     parser.add_argument("--baselines", default=None, help="-runs.csv with the baselines of the same tasks and seeds")
     parser.add_argument("--out", default=str(RESULTS / "RESIDUAL_RULE.md"))
+    parser.add_argument("--note", default="", help="a paragraph put under the title (where and how the runs ran)")
     args = parser.parse_args(argv)
     runs = pd.concat([pd.read_csv(p) for p in args.runs], ignore_index=True)
     baselines = best_baselines(pd.read_csv(args.baselines)) if args.baselines else None
-    text = report(per_seed(runs), baselines)
+    text = report(per_seed(runs), baselines, args.note)
     Path(args.out).write_text(text)
     print(text)
 

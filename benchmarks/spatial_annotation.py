@@ -284,6 +284,9 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, header: str) -> str:
             cells = []
             for c in cols:
                 f1, sd, acc = pivot_f1.loc[method, c], pivot_sd.loc[method, c], pivot_acc.loc[method, c]
+                if not np.isfinite(f1):  # not run at this n
+                    cells.append("-")
+                    continue
                 text = f"{f1:.3f} ± {sd:.3f} / {acc:.3f}"
                 cells.append(f"**{text}**" if np.isclose(f1, best[c]) else text)
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
