@@ -50,6 +50,8 @@ _USES_GRAPH = {"refine", "gnn", "neighbor_logreg"}
 ENCODERS = ("sign", *CONV_TYPES)
 _FORMAT_VERSION = 1
 FULL_BATCH_MAX_CELLS = 100_000
+#: cells per chunk when a logistic regression predicts (bounds the copies of its input rows)
+LINEAR_CHUNK_CELLS = 65_536
 #: width of the residual network's layers when ``hidden="auto"``
 AUTO_HIDDEN = 64
 #: labelled seed cells per training minibatch when ``batch_size="auto"`` picks minibatches
@@ -487,10 +489,14 @@ class RefineAnnotator:
         if self._linear_residual:  # the hop features, then the frozen representation
             hops = self._node_inputs(inputs, depth)[cells]
             return hops if inputs.rep is None else np.hstack([hops, inputs.rep[cells]])
-        x = self._standardized(inputs.expression).numpy()
-        if self.params["strategy"] == "neighbor_logreg":
-            return neighbor_aggregate(x, inputs.adjacency, depth)[cells]
-        return x[cells]
+        # computed once per input up to the deepest depth asked (hop blocks are prefixes), then read in chunks
+        hops = depth if self.params["strategy"] == "neighbor_logreg" else 0
+        cached = inputs.cache.get("linear_inputs")
+        if cached is None or cached[0] < hops:
+            x = self._standardized(inputs.expression).numpy()
+            cached = (hops, neighbor_aggregate(x, inputs.adjacency, hops) if hops else x)
+            inputs.cache["linear_inputs"] = cached
+        return cached[1][cells, : (hops + 1) * inputs.expression.shape[1]]
 
     def _train_sklearn(self, inputs, train_pos, depth, random_state, class_weight=None):
         from sklearn.linear_model import LogisticRegression
@@ -514,10 +520,14 @@ class RefineAnnotator:
     # ------------------------------------------------------------------------------------------------
     # prediction
     def _predict_proba(self, inputs: _Inputs, cells: np.ndarray, device: str = "auto") -> np.ndarray:
-        if isinstance(self.model_, dict):  # scikit-learn baseline, as arrays
-            features = self._sklearn_inputs(inputs, self.n_layers_, cells)
-            logits = torch.from_numpy(features @ self.model_["weight"].T + self.model_["bias"])
-            return logits.softmax(1).numpy()
+        if isinstance(self.model_, dict):  # a logistic regression, as arrays; in chunks: the input rows are copies
+            proba = np.empty((len(cells), len(self.classes_)), dtype=np.float32)
+            for start in range(0, len(cells), LINEAR_CHUNK_CELLS):
+                chunk = cells[start : start + LINEAR_CHUNK_CELLS]
+                features = self._sklearn_inputs(inputs, self.n_layers_, chunk)
+                logits = torch.from_numpy(features @ self.model_["weight"].T + self.model_["bias"])
+                proba[start : start + len(chunk)] = logits.softmax(1).numpy()
+            return proba
         order = np.argsort(cells)
         batch_size = self.train_settings_["batch_size"]
         data = self._batches(
