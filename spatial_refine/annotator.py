@@ -344,7 +344,7 @@ class RefineAnnotator:
         self.metrics_ = _metrics(self.codes_[val_pos], proba)
         self.metrics_["n_layers_tried"] = tried
         if len(results) > 1:
-            self.metrics_["hidden_tried"] = {str(h): r[0] for h, r in results.items()}
+            self.metrics_["hidden_tried"] = {"linear" if h is None else str(h): r[0] for h, r in results.items()}
         self.metrics_["n_train"], self.metrics_["n_val"] = len(train_pos), len(val_pos)
         #: positions in ``adata.obs`` of the cells trained on and of the validation cells
         self.train_indices_, self.validation_indices_ = np.sort(self.labelled_[train_pos]), np.sort(self.labelled_[val_pos])

@@ -133,15 +133,15 @@ def test_auto_width_keeps_the_linear_or_the_network_residual_with_the_lower_vali
     hide_labels(adata, 0.3)
     auto = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
     explicit = {
-        str(h): sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=h).train(max_epochs=40)
-        for h in (None, 64)
+        name: sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=h).train(max_epochs=40)
+        for name, h in (("linear", None), ("64", 64))
     }
     tried = auto.metrics_["hidden_tried"]
-    assert set(tried) == {"None", "64"}
+    assert set(tried) == {"linear", "64"}
     for width, model in explicit.items():  # each candidate is exactly the model of that width
         assert tried[width] == pytest.approx(model.metrics_["val_loss"], abs=1e-6)
     kept = min(tried, key=tried.get)
-    assert str(auto.hidden_) == kept
+    assert ("linear" if auto.hidden_ is None else str(auto.hidden_)) == kept
     pd.testing.assert_frame_equal(auto.predict(), explicit[kept].predict())
     # baselines and message-passing encoders have a single width
     assert sr.RefineAnnotator(adata, "train_label", strategy="gnn")._hidden_candidates() == [64]
