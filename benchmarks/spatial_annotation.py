@@ -23,7 +23,9 @@ Methods: ``logreg`` (expression), ``neighbor_logreg`` (cell + mean of 1..L-hop n
 validation), ``mlp`` and ``gnn`` from scratch (``gnn``: the default SIGN encoder; ``gnn_sage``: torch-geometric
 GraphSAGE with self path and jumping knowledge), ``linear_probe`` / ``adapter`` / ``refine`` on each frozen
 representation, and ``refine_linear`` (REFINE with the linear residual ``hidden=None``: a logistic regression
-on the hop features and the frozen representation). Every method uses the package defaults (``sr.RefineAnnotator(...).train(random_state=seed)``):
+on the hop features and the frozen representation). ``scanvi`` (only when asked for, ``pip install -e ".[bench]"``): scvi-tools'
+scANVI on the reference and the test slice together, Gaussian likelihood on the log-normalised expression,
+100 scVI + 20 scANVI epochs. Every method uses the package defaults (``sr.RefineAnnotator(...).train(random_state=seed)``):
 nothing is tuned per dataset. n labelled cells in {100, 300, 1000, 3000} (as the slice allows), 5 seeds;
 classes drawn only once in a sample are dropped from that sample (the annotator needs two cells per class).
 
@@ -51,6 +53,8 @@ from spatial_refine.refine import TensorBatches, TrainConfig, build_strategy, fi
 
 RESULTS = Path(__file__).parent / "results"
 REP_FREE = ("logreg", "neighbor_logreg", "mlp", "gnn", "gnn_sage")
+#: scANVI (scvi-tools, optional: ``pip install scvi-tools``); not in the default method list
+SCANVI_EPOCHS = (100, 20)  # scVI, then scANVI: fewer than scvi-tools' own heuristic (400 + 20), for CPU time
 #: benchmark method -> annotator options (the default encoder is SIGN; ``gnn_sage`` is a torch-geometric GraphSAGE)
 METHOD_OPTIONS = {
     "gnn_sage": {"strategy": "gnn", "encoder": "sage"},
@@ -167,8 +171,53 @@ def _sample_labelled(labels: pd.Series, n: int, seed: int) -> np.ndarray:
     return np.sort(chosen[keep])
 
 
+def _scanvi_predict(setting: Setting, train_labels: np.ndarray, seed: int) -> np.ndarray:
+    """scANVI label transfer as its users run it: one model on the reference and the test slice together
+    (batch = slice; unlabelled cells ``"Unknown"``), scVI pretrained then scANVI; returns the labels of the
+    test cells (the query slice, or every reference cell). Gaussian likelihood: the expression here is
+    log-normalised, not counts."""
+    try:
+        import anndata as ad
+        import scvi
+    except ImportError as error:
+        raise SystemExit("The scanvi method needs scvi-tools: pip install scvi-tools") from error
+
+    def frame(adata, labels, batch):
+        out = ad.AnnData(_dense(adata.X), obs=pd.DataFrame(index=adata.obs_names.astype(str)))
+        out.obs["y"], out.obs["batch"] = labels, batch
+        return out
+
+    labels = np.where(pd.isna(train_labels), "Unknown", train_labels).astype(str)
+    parts = [frame(setting.reference, labels, "reference")]
+    if setting.query is not None:
+        parts.append(frame(setting.query, "Unknown", "query"))
+    both = ad.concat(parts, index_unique="-")
+    scvi.settings.seed = seed
+    scvi.model.SCVI.setup_anndata(both, batch_key="batch", labels_key="y")
+    model = scvi.model.SCVI(both, gene_likelihood="normal", n_latent=20)
+    model.train(max_epochs=SCANVI_EPOCHS[0], enable_progress_bar=False, accelerator="cpu")
+    scanvi = scvi.model.SCANVI.from_scvi_model(model, unlabeled_category="Unknown")
+    scanvi.train(max_epochs=SCANVI_EPOCHS[1], n_samples_per_label=100, enable_progress_bar=False, accelerator="cpu")
+    predicted = np.asarray(scanvi.predict(both)).astype(str)
+    return predicted[setting.reference.n_obs:] if setting.query is not None else predicted
+
+
 def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray, seed: int) -> dict:
     reference = setting.reference
+    if method == "scanvi":
+        start = time.perf_counter()
+        truth = reference.obs[setting.labels_key].astype(str).to_numpy()
+        train_labels = np.full(reference.n_obs, np.nan, dtype=object)
+        train_labels[labelled] = truth[labelled]
+        predicted = _scanvi_predict(setting, train_labels, seed)
+        if setting.query is not None:
+            y_true, y_pred = setting.query.obs[setting.labels_key].astype(str).to_numpy(), predicted
+        else:
+            test = np.setdiff1d(np.arange(reference.n_obs), labelled)
+            y_true, y_pred = truth[test], predicted[test]
+        return {"task": setting.name, "method": method, "n_labelled": len(labelled), "seed": seed,
+                "macro_f1": f1_score(y_true, y_pred, average="macro"), "accuracy": accuracy_score(y_true, y_pred),
+                "n_layers": None, "start": None, "seconds": time.perf_counter() - start}
     truth = reference.obs[setting.labels_key].astype(str).to_numpy()
     train_labels = np.full(reference.n_obs, np.nan, dtype=object)
     train_labels[labelled] = truth[labelled]
@@ -322,7 +371,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[100, 300, 1000, 3000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--tasks", nargs="+", default=None, help="subset of task names")
-    parser.add_argument("--methods", nargs="+", default=[*REP_FREE, *REP_METHODS])
+    parser.add_argument("--methods", nargs="+", default=[*REP_FREE, *REP_METHODS],
+                        help="methods to run; also 'scanvi' (needs scvi-tools; not in the default list)")
     parser.add_argument("--reps", nargs="+", default=None, help="subset of frozen representations (encoder, pca, scgpt)")
     parser.add_argument("--scgpt", default=os.environ.get("SPATIAL_REFINE_SCGPT_DIR"), help="scGPT checkpoint folder")
     parser.add_argument("--quick", action="store_true", help="smoke run: n=100, one seed")
