@@ -37,8 +37,8 @@ def per_seed(runs: pd.DataFrame) -> pd.DataFrame:
                             values=["macro_f1", *{c for c, _ in RULES.values()}])
     out = pd.DataFrame({"sign": wide[("macro_f1", "refine")], "linear": wide[("macro_f1", "refine_linear")]})
     for rule, (column, higher) in RULES.items():
-        linear_wins = wide[(column, "refine_linear")] > wide[(column, "refine")]
-        linear_wins = linear_wins if higher else ~linear_wins & (wide[(column, "refine_linear")] != wide[(column, "refine")])
+        linear, sign = wide[(column, "refine_linear")], wide[(column, "refine")]
+        linear_wins = linear > sign if higher else linear < sign
         out[rule] = np.where(linear_wins, out["linear"], out["sign"])
         out[f"{rule}_picks_linear"] = linear_wins
     return out.dropna(subset=["sign", "linear"])

@@ -204,38 +204,32 @@ def _scanvi_predict(setting: Setting, train_labels: np.ndarray, seed: int) -> np
 
 def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray, seed: int) -> dict:
     reference = setting.reference
-    if method == "scanvi":
-        start = time.perf_counter()
-        truth = reference.obs[setting.labels_key].astype(str).to_numpy()
-        train_labels = np.full(reference.n_obs, np.nan, dtype=object)
-        train_labels[labelled] = truth[labelled]
-        predicted = _scanvi_predict(setting, train_labels, seed)
-        if setting.query is not None:
-            y_true, y_pred = setting.query.obs[setting.labels_key].astype(str).to_numpy(), predicted
-        else:
-            test = np.setdiff1d(np.arange(reference.n_obs), labelled)
-            y_true, y_pred = truth[test], predicted[test]
-        return {"task": setting.name, "method": method, "n_labelled": len(labelled), "seed": seed,
-                "macro_f1": f1_score(y_true, y_pred, average="macro"), "accuracy": accuracy_score(y_true, y_pred),
-                "n_layers": None, "start": None, "seconds": time.perf_counter() - start}
     truth = reference.obs[setting.labels_key].astype(str).to_numpy()
     train_labels = np.full(reference.n_obs, np.nan, dtype=object)
     train_labels[labelled] = truth[labelled]
-    reference.obs["_train_labels"] = pd.Categorical(train_labels)
-    start = time.perf_counter()
-    options = METHOD_OPTIONS.get(method, {"strategy": method})
-    model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS.get(rep, "X_encoder"), **options)
-    model.train(random_state=seed)
     if setting.query is not None:
-        proba = model.predict(setting.query)
-        y_true = setting.query.obs[setting.labels_key].astype(str).to_numpy()
+        test, y_true = None, setting.query.obs[setting.labels_key].astype(str).to_numpy()
     else:
         test = np.setdiff1d(np.arange(reference.n_obs), labelled)
-        proba = model.predict(reference).iloc[test]
         y_true = truth[test]
-    seconds = time.perf_counter() - start
-    y_pred = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
-    del reference.obs["_train_labels"]
+    start = time.perf_counter()
+    extra: dict = {"n_layers": None, "start": None}
+    if method == "scanvi":
+        y_pred = _scanvi_predict(setting, train_labels, seed)
+        y_pred = y_pred if test is None else y_pred[test]
+    else:
+        reference.obs["_train_labels"] = pd.Categorical(train_labels)
+        options = METHOD_OPTIONS.get(method, {"strategy": method})
+        model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS.get(rep, "X_encoder"), **options)
+        model.train(random_state=seed)
+        del reference.obs["_train_labels"]
+        proba = model.predict(setting.query) if test is None else model.predict(reference).iloc[test]
+        y_pred = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
+        extra = {
+            "n_layers": model.n_layers_,
+            "start": getattr(model.history_, "start", None) if model.history_ is not None else None,
+            **{k: model.metrics_[k] for k in ("val_loss", "val_balanced_loss", "val_macro_f1", "val_accuracy")},
+        }
     return {
         "task": setting.name,
         "method": method if rep is None else f"{method}[{rep}]",
@@ -243,10 +237,8 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
         "seed": seed,
         "macro_f1": f1_score(y_true, y_pred, average="macro"),
         "accuracy": accuracy_score(y_true, y_pred),
-        "n_layers": model.n_layers_,
-        "start": getattr(model.history_, "start", None) if model.history_ is not None else None,
-        **{k: model.metrics_[k] for k in ("val_loss", "val_balanced_loss", "val_macro_f1", "val_accuracy")},
-        "seconds": seconds,
+        **extra,
+        "seconds": time.perf_counter() - start,
     }
 
 

@@ -93,6 +93,11 @@ class PeakSampler:
         self._thread.join()
 
 
+#: benchmark encoder -> (annotator encoder, hidden). "linear": the linear SIGN residual, a logistic regression
+#: solved by L-BFGS (epochs unused); "auto": the package default, both SIGN residuals, the better on validation
+ENCODER_OPTIONS = {"sign": ("sign", 64), "linear": ("sign", None), "auto": ("sign", "auto"), "sage": ("sage", 64)}
+
+
 def run_one(
     n_cells: int, batch: str, epochs: int, label_fraction: float, label_cap: int, seed: int, encoder: str = "sign"
 ) -> dict:
@@ -162,15 +167,12 @@ def run_one(
 
     batch_size: int | str = {"auto": "auto", "full": None, "minibatch": 1024}[batch]
     regime = batch if batch != "auto" else ("full" if n_cells <= FULL_BATCH_MAX_CELLS else "minibatch")
-    if encoder in ("sign", "linear", "auto"):
+    annotator_encoder, hidden = ENCODER_OPTIONS[encoder]
+    if annotator_encoder == "sign":
         regime = "rows"
     start = time.perf_counter()
-    # "linear": the linear SIGN residual (hidden=None), a logistic regression solved by L-BFGS (epochs unused);
-    # "auto": the package default hidden="auto", both SIGN residuals and the better on validation
-    hidden = {"linear": None, "auto": "auto"}.get(encoder, 64)
     model = sr.RefineAnnotator(
-        adata, "train_label", rep_key="X_rp", strategy="refine",
-        encoder="sign" if encoder in ("linear", "auto") else encoder, n_layers=2, hidden=hidden,
+        adata, "train_label", rep_key="X_rp", strategy="refine", encoder=annotator_encoder, n_layers=2, hidden=hidden
     )
     model.train(max_epochs=epochs, patience=epochs, batch_size=batch_size, device="cpu", random_state=seed)
     mark("train", start)
