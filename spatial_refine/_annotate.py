@@ -105,8 +105,9 @@ def refine(
         "params": {k: v for k, v in model.params.items() if v is not None} | {"random_state": random_state},
         "classes": np.asarray(model.classes_, dtype=object),
         "metrics": {k: v for k, v in model.metrics_.items() if not isinstance(v, dict)},
-        "n_layers": int(model.n_layers_),
-        "hidden": "linear" if model.hidden_ is None else int(model.hidden_),
+        # "linear" or the network width, and its hops; "linear+64" and e.g. "2+1" for the averaged pair
+        "hidden": _joined(["linear" if m.hidden is None else int(m.hidden) for m in model.members_]),
+        "n_layers": _joined([int(m.n_layers) for m in model.members_]),
     }
     return (adata, model) if copy else model
 
@@ -188,3 +189,8 @@ def annotate(
         "gene_overlap": report,
     }
     return query if copy else None
+
+
+def _joined(values: list) -> Any:
+    """A single value as it is, several joined by "+" (one string: h5ad stores it as is)."""
+    return values[0] if len(values) == 1 else "+".join(str(v) for v in values)

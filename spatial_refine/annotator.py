@@ -21,7 +21,6 @@ import torch
 from anndata import AnnData
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
-from safetensors.torch import load_file, save_file
 
 from ._constants import GRAPH_KEY, REP_KEY
 from .encoders import CONV_TYPES, GNNEncoder, MLPEncoder, SIGNEncoder
@@ -48,7 +47,8 @@ _USES_REP = {"refine", "linear_probe", "adapter", "refine_mlp"}
 _USES_GRAPH = {"refine", "gnn", "neighbor_logreg"}
 #: graph residual encoders: SIGN over precomputed hop aggregates, or torch-geometric message passing
 ENCODERS = ("sign", *CONV_TYPES)
-_FORMAT_VERSION = 1
+#: saved-model format: 2 stores a list of member models (1: a single model, still read)
+_FORMAT_VERSION = 2
 FULL_BATCH_MAX_CELLS = 100_000
 #: cells per chunk when a logistic regression predicts (bounds the copies of its input rows)
 LINEAR_CHUNK_CELLS = 65_536
@@ -60,6 +60,16 @@ MINIBATCH_SEEDS = 1024
 #: far less memory, and larger batches share their k-hop halo (at 1M cells the subgraph of 1,024 seeds
 #: has about 2x their number of nodes, that of 16,384 about 1.4x)
 INFERENCE_MIN_SEEDS = 16_384
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One fitted model of an annotator: residual width (``None``: the linear residual), hops of context,
+    and weights (a torch module, or ``{"weight", "bias"}`` arrays for a logistic regression)."""
+
+    hidden: int | None
+    n_layers: int
+    model: Any
 
 
 @dataclass(frozen=True)
@@ -110,8 +120,11 @@ class RefineAnnotator:
         ``[P^0 x, ..., P^L x, f_rep]`` (and ``strategy="gnn"`` one on the hop features alone). That problem
         is convex and is solved exactly (scikit-learn's L-BFGS, L2 penalty ``C=1`` on standardised
         features, as the ``logreg`` baselines), not by gradient steps. ``"auto"`` (default): for REFINE with
-        ``"sign"``, both the linear residual and the network of width 64 are trained and the one with the
-        lower validation loss is kept (``metrics_["hidden_tried"]``); otherwise width 64.
+        ``"sign"``, both the linear residual and the network of width 64 are trained, each with its own
+        depth chosen on validation, and the model predicts the mean of their class probabilities
+        (``members_``; each one's validation loss in ``metrics_["hidden_tried"]``): validation cannot tell
+        reliably which of the two transfers better to new cells, and the average was at or near the better
+        one on every benchmark task; otherwise width 64.
     n_layers
         Hops of context of the residual encoder (message-passing layers for the torch-geometric ones), or
         neighbour hops of ``neighbor_logreg``; ``"auto"`` chooses on the validation split among 0-3
@@ -186,6 +199,9 @@ class RefineAnnotator:
         self.codes_ = codes
         self.graph_params_ = _graph_params(adata, graph_key)
         self.model_: Any = None
+        #: the fitted models whose class probabilities are averaged (one, or two with ``hidden="auto"``);
+        #: ``model_``, ``hidden_`` and ``n_layers_`` are those of the first, the lower validation loss
+        self.members_: list[_Member] = []
         self.hidden_ = self._hidden_candidates()[-1]
         self.history_ = None
         self.metrics_: dict[str, Any] = {}
@@ -219,6 +235,11 @@ class RefineAnnotator:
     def _convex(self) -> bool:
         """Whether training is a scikit-learn logistic regression (the linear baselines, linear residual)."""
         return self.params["strategy"] in ("logreg", "neighbor_logreg") or self._linear_residual
+
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether predictions average several fitted models (``hidden="auto"`` for REFINE with SIGN)."""
+        return len(self.members_) > 1
 
     @property
     def _uses_hops(self) -> bool:
@@ -287,6 +308,7 @@ class RefineAnnotator:
         validation_fraction: float = 0.2,
         class_weight: Literal["balanced"] | None = None,
         batch_size: int | Literal["auto"] = "auto",
+        refit: bool = True,
         device: str = "auto",
         random_state: int = 0,
         progress: bool = False,
@@ -302,10 +324,18 @@ class RefineAnnotator:
         one with the lowest validation loss is kept; for REFINE the depth is chosen on the residual path
         alone (the model from scratch), and REFINE's residual start continues from that trained model
         (``metrics_["n_layers_tried"]`` holds each depth's validation loss). With ``hidden="auto"`` REFINE
-        (SIGN) does this for the network and for the linear residual and keeps the lower validation loss
-        (``metrics_["hidden_tried"]``, ``hidden_``). The linear residual and the ``logreg`` baselines are
+        (SIGN) does this for the network and for the linear residual and keeps both: predictions are the
+        mean of their probabilities (``members_``; ``metrics_["hidden_tried"]`` has each one's validation
+        loss, the other ``metrics_`` are the average's). The linear residual and the ``logreg`` baselines are
         solved by L-BFGS; ``max_epochs``, ``lr``, ``weight_decay``, ``patience`` and ``batch_size`` apply to
         the networks only.
+
+        ``refit=True`` (default): when the kept model is a logistic regression (``logreg``,
+        ``neighbor_logreg``, the linear residual), it is fitted again on *all* labelled cells once the
+        validation split has chosen its depth (and residual), as scikit-learn's ``GridSearchCV`` does: it
+        needs no early stopping, so the held-out fifth of the labels would otherwise be lost. ``metrics_``
+        stay those of the model fitted on the split (measured on cells it did not see). Networks keep the
+        model early-stopped on the split. ``train_indices_`` are the cells the kept model was fitted on.
         """
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
@@ -327,6 +357,7 @@ class RefineAnnotator:
             "validation_fraction": validation_fraction,
             "class_weight": class_weight,
             "batch_size": batch_size,
+            "refit": refit,
             "random_state": random_state,
         }
         config = TrainConfig(lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
@@ -336,18 +367,32 @@ class RefineAnnotator:
             self.hidden_ = hidden
             results[hidden] = self._fit_depths(inputs, train_pos, val_pos, depths, config, class_weight, batch_size,
                                                random_state, device)
-        self.hidden_ = min(results, key=lambda h: results[h][0])
-        _, depth, model, history, proba, tried = results[self.hidden_]
-        self.model_, self.n_layers_, self.history_ = model, depth, history
-        width = self._node_inputs(inputs, depth).shape[1]  # keep the statistics of the chosen depth's columns
+        members, histories, val_probas, fitted_on = [], [], [], train_pos
+        for hidden in sorted(results, key=lambda h: results[h][0]):  # the lower validation loss first
+            _, depth, model, history, proba, _ = results[hidden]
+            self.hidden_ = hidden
+            if refit and self._convex:  # the split chose the depth; the labels it held out now train too
+                fitted_on = index
+                model, history = self._train_sklearn(inputs, index, depth, random_state, class_weight)
+            members.append(_Member(hidden, depth, model))
+            histories.append(history)
+            val_probas.append(proba)
+        self.members_ = members
+        self.hidden_, self.n_layers_, self.model_ = members[0].hidden, members[0].n_layers, members[0].model
+        self.history_ = histories[0]
+        # keep the statistics of the kept depths' columns
+        width = self._node_inputs(inputs, max(m.n_layers for m in members)).shape[1]
         self.input_mean_, self.input_std_ = self.input_mean_[:width], self.input_std_[:width]
-        self.metrics_ = _metrics(self.codes_[val_pos], proba)
-        self.metrics_["n_layers_tried"] = tried
+        self.metrics_ = _metrics(self.codes_[val_pos], np.mean(val_probas, axis=0))
+        self.metrics_["n_layers_tried"] = results[members[0].hidden][5]
         if len(results) > 1:
             self.metrics_["hidden_tried"] = {"linear" if h is None else str(h): r[0] for h, r in results.items()}
-        self.metrics_["n_train"], self.metrics_["n_val"] = len(train_pos), len(val_pos)
-        #: positions in ``adata.obs`` of the cells trained on and of the validation cells
-        self.train_indices_, self.validation_indices_ = np.sort(self.labelled_[train_pos]), np.sort(self.labelled_[val_pos])
+        self.metrics_["n_train"], self.metrics_["n_val"] = len(fitted_on), len(val_pos)
+        self.metrics_["refit"] = fitted_on is index
+        #: positions in ``adata.obs`` of the cells the kept models were fitted on (all labelled cells after a
+        #: refit) and of the validation cells that chose them
+        self.train_indices_ = np.sort(self.labelled_[fitted_on])
+        self.validation_indices_ = np.sort(self.labelled_[val_pos])
         return self
 
     def _hidden_candidates(self) -> list[int | None]:
@@ -384,8 +429,7 @@ class RefineAnnotator:
                 model, history = self._train_torch(
                     inputs, train_pos, val_pos, depth, config, class_weight, batch_size, scratch_model=scratch
                 )
-            self.model_, self.n_layers_ = model, depth
-            proba = self._predict_proba(inputs, self.labelled_[val_pos], device)
+            proba = self._member_proba(_Member(self.hidden_, depth, model), inputs, self.labelled_[val_pos], device)
             val_loss = _cross_entropy(proba, self.codes_[val_pos])
             candidates.append((val_loss, depth, model, history, proba))
         val_loss, depth, model, history, proba = min(candidates, key=lambda c: c[0])
@@ -406,19 +450,18 @@ class RefineAnnotator:
         out /= self.input_std_[:width]
         return torch.from_numpy(out)
 
-    def _build(self, n_genes: int, depth: int, core: str | None = None) -> torch.nn.Module:
+    def _build(self, n_genes: int, depth: int, hidden: int | None, core: str | None = None) -> torch.nn.Module:
         default_core, encoder_kind = STRATEGIES[self.params["strategy"]]
         core = core or default_core
         encoder = None
         if self._uses_hops:
-            encoder = SIGNEncoder(n_genes, n_hops=depth, hidden=self.hidden_, dropout=self.params["dropout"])
+            encoder = SIGNEncoder(n_genes, n_hops=depth, hidden=hidden, dropout=self.params["dropout"])
         elif self._message_passing:
             encoder = GNNEncoder(
-                n_genes, hidden=self.hidden_, n_layers=depth, conv=self.params["encoder"],
-                dropout=self.params["dropout"],
+                n_genes, hidden=hidden, n_layers=depth, conv=self.params["encoder"], dropout=self.params["dropout"]
             )
         elif encoder_kind == "mlp":
-            encoder = MLPEncoder(n_genes, (self.hidden_, self.hidden_), self.params["dropout"])
+            encoder = MLPEncoder(n_genes, (hidden, hidden), self.params["dropout"])
         return build_strategy(core, n_outputs=len(self.classes_), encoder=encoder, feature_dim=self.feature_dim_)
 
     def _batches(
@@ -469,7 +512,7 @@ class RefineAnnotator:
         train_cells, train_y = train_cells[order_train], self.codes_[train_pos][order_train]
         val_cells, val_y = val_cells[order_val], self.codes_[val_pos][order_val]
         with seeded(config.random_state):
-            model = self._build(len(self.genes_), depth, core)
+            model = self._build(len(self.genes_), depth, self.hidden_, core)
         if inputs.rep is not None and model.uses_features:
             model.fit_feature_statistics(torch.from_numpy(inputs.rep[train_cells]))
         weights = class_weights(train_y, len(self.classes_)) if class_weight == "balanced" else None
@@ -486,7 +529,7 @@ class RefineAnnotator:
     def _sklearn_inputs(self, inputs: _Inputs, depth: int, cells: np.ndarray) -> np.ndarray:
         """Rows ``cells`` of the logistic regression's input (unscaled: the fitted scaler is folded into
         the weights)."""
-        if self._linear_residual:  # the hop features, then the frozen representation
+        if self._uses_hops:  # the linear residual: the hop features, then the frozen representation
             hops = self._node_inputs(inputs, depth)[cells]
             return hops if inputs.rep is None else np.hstack([hops, inputs.rep[cells]])
         # computed once per input up to the deepest depth asked (hop blocks are prefixes), then read in chunks
@@ -520,20 +563,27 @@ class RefineAnnotator:
     # ------------------------------------------------------------------------------------------------
     # prediction
     def _predict_proba(self, inputs: _Inputs, cells: np.ndarray, device: str = "auto") -> np.ndarray:
-        if isinstance(self.model_, dict):  # a logistic regression, as arrays; in chunks: the input rows are copies
+        """Class probabilities of ``cells``: the mean over :attr:`members_`."""
+        members = self.members_
+        proba = self._member_proba(members[0], inputs, cells, device)
+        for member in members[1:]:
+            proba += self._member_proba(member, inputs, cells, device)
+        return proba / len(members) if len(members) > 1 else proba
+
+    def _member_proba(self, member: _Member, inputs: _Inputs, cells: np.ndarray, device: str) -> np.ndarray:
+        model, depth = member.model, member.n_layers
+        if isinstance(model, dict):  # a logistic regression, as arrays; in chunks: the input rows are copies
             proba = np.empty((len(cells), len(self.classes_)), dtype=np.float32)
             for start in range(0, len(cells), LINEAR_CHUNK_CELLS):
                 chunk = cells[start : start + LINEAR_CHUNK_CELLS]
-                features = self._sklearn_inputs(inputs, self.n_layers_, chunk)
-                logits = torch.from_numpy(features @ self.model_["weight"].T + self.model_["bias"])
+                features = self._sklearn_inputs(inputs, depth, chunk)
+                logits = torch.from_numpy(features @ model["weight"].T + model["bias"])
                 proba[start : start + len(chunk)] = logits.softmax(1).numpy()
             return proba
         order = np.argsort(cells)
         batch_size = self.train_settings_["batch_size"]
-        data = self._batches(
-            inputs, cells[order], self.n_layers_, y=None, shuffle=False, batch_size=batch_size, inference=True
-        )
-        outputs = predict_outputs(self.model_, data, device=device)
+        data = self._batches(inputs, cells[order], depth, y=None, shuffle=False, batch_size=batch_size, inference=True)
+        outputs = predict_outputs(model, data, device=device)
         if isinstance(data, GraphBatches):
             returned = data.predict_order()
             position = np.searchsorted(cells[order], returned)
@@ -571,21 +621,20 @@ class RefineAnnotator:
             "params": {k: (v if not isinstance(v, np.generic) else v.item()) for k, v in self.params.items()},
             "classes": self.classes_.tolist(),
             "genes": self.genes_.tolist(),
-            "n_layers": int(self.n_layers_),
-            "hidden": self.hidden_,
+            "members": [
+                {"hidden": m.hidden, "n_layers": int(m.n_layers), "sklearn": isinstance(m.model, dict)}
+                for m in self.members_
+            ],
             "feature_dim": self.feature_dim_,
             "train_settings": self.train_settings_,
             "metrics": self.metrics_,
             "graph_params": self.graph_params_,
-            "sklearn": isinstance(self.model_, dict),
         }
         arrays = {"input_mean": self.input_mean_, "input_std": self.input_std_}
-        if isinstance(self.model_, dict):
-            save_numpy({**arrays, **{f"model.{k}": v for k, v in self.model_.items()}}, str(path / "model.safetensors"))
-        else:
-            state = {f"model.{k}": v.contiguous() for k, v in self.model_.state_dict().items()}
-            state.update({k: torch.from_numpy(v) for k, v in arrays.items()})
-            save_file(state, str(path / "model.safetensors"))
+        for i, member in enumerate(self.members_):  # "member{i}.{name}": the member's arrays or state dict
+            weights = member.model if isinstance(member.model, dict) else member.model.state_dict()
+            arrays.update({f"member{i}.{k}": np.ascontiguousarray(_numpy(v)) for k, v in weights.items()})
+        save_numpy(arrays, str(path / "model.safetensors"))
         (path / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
         return path
 
@@ -596,8 +645,11 @@ class RefineAnnotator:
         if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
             raise FileNotFoundError(f"{path} is not a saved RefineAnnotator (needs config.json and model.safetensors).")
         config = json.loads((path / "config.json").read_text())
-        if config.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"Unsupported format version {config.get('format_version')} in {path}.")
+        version = config.get("format_version")
+        if version not in (1, _FORMAT_VERSION):
+            raise ValueError(
+                f"Unsupported format version {version} in {path}: saved by a newer spatial_refine? Upgrade it."
+            )
         self = cls.__new__(cls)
         self.params = config["params"]
         if "conv" in self.params:  # saved before the SIGN encoder existed: the message-passing type
@@ -605,22 +657,31 @@ class RefineAnnotator:
         self.adata = None
         self.classes_ = np.asarray(config["classes"], dtype=str)
         self.genes_ = np.asarray(config["genes"], dtype=str)
-        self.n_layers_ = config["n_layers"]
-        self.hidden_ = config.get("hidden", self.params["hidden"])  # files before hidden="auto": the parameter
         self.feature_dim_ = config["feature_dim"]
         self.train_settings_ = config["train_settings"]
         self.metrics_ = config["metrics"]
         self.graph_params_ = config["graph_params"]
         self.history_ = None
-        if config["sklearn"]:
-            arrays = load_numpy(str(path / "model.safetensors"))
-            self.model_ = {k.removeprefix("model."): v for k, v in arrays.items() if k.startswith("model.")}
+        arrays = load_numpy(str(path / "model.safetensors"))
+        if version == 1:  # a single model, its weights under "model."
+            hidden = config.get("hidden", self.params["hidden"])  # files before hidden="auto": the parameter
+            described = [{"hidden": hidden, "n_layers": config["n_layers"], "sklearn": config["sklearn"]}]
+            prefixes = ["model."]
         else:
-            arrays = {k: v.numpy() for k, v in load_file(str(path / "model.safetensors")).items() if not k.startswith("model.")}
-            state = {k.removeprefix("model."): v for k, v in load_file(str(path / "model.safetensors")).items() if k.startswith("model.")}
-            model = self._build(len(self.genes_), self.n_layers_)
-            model.load_state_dict(state)
-            self.model_ = model.eval()
+            described = config["members"]
+            prefixes = [f"member{i}." for i in range(len(described))]
+        self.members_ = []
+        for member, prefix in zip(described, prefixes, strict=True):
+            weights = {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+            if member["sklearn"]:
+                model = weights
+            else:
+                model = self._build(len(self.genes_), member["n_layers"], member["hidden"])
+                model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+                model.eval()
+            self.members_.append(_Member(member["hidden"], member["n_layers"], model))
+        first = self.members_[0]
+        self.hidden_, self.n_layers_, self.model_ = first.hidden, first.n_layers, first.model
         self.input_mean_, self.input_std_ = arrays["input_mean"], arrays["input_std"]
         return self
 
@@ -681,6 +742,10 @@ def _metrics(codes: np.ndarray, proba: np.ndarray) -> dict[str, float]:
         "val_accuracy": float(accuracy_score(codes, predicted)),
         "val_macro_f1": float(f1_score(codes, predicted, average="macro", labels=np.unique(codes), zero_division=0)),
     }
+
+
+def _numpy(value: Any) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
 def _json_default(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import anndata as ad
@@ -97,17 +98,24 @@ def test_linear_refine_is_logistic_regression_on_the_hops_and_the_representation
 
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
-    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1).train()
-    assert model.history_ is None  # solved, not trained by gradient steps
     # by hand: the mean over the 4-neighbourhood with a dense matrix, then the frozen representation
     a = adata.obsp["spatial_connectivities"].toarray()
     features = np.hstack([adata.X, (a / a.sum(1, keepdims=True)) @ adata.X, adata.obsm["X_rep"]])
-    train = model.train_indices_
-    scaler = StandardScaler().fit(features[train])
-    clf = LogisticRegression(max_iter=1000).fit(scaler.transform(features[train]), adata.obs["train_label"].iloc[train])
-    expected = clf.predict_proba(scaler.transform(features))
-    np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-4)
-    assert len(np.intersect1d(train, model.validation_indices_)) == 0
+    labelled = np.flatnonzero(adata.obs["train_label"].notna().to_numpy())
+    for refit in (True, False):
+        model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1).train(refit=refit)
+        assert model.history_ is None  # solved, not trained by gradient steps
+        train, val = model.train_indices_, model.validation_indices_
+        if refit:  # fitted again on every labelled cell, the validation cells included
+            np.testing.assert_array_equal(train, labelled)
+        else:
+            assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(labelled)
+        scaler = StandardScaler().fit(features[train])
+        clf = LogisticRegression(max_iter=1000).fit(
+            scaler.transform(features[train]), adata.obs["train_label"].iloc[train]
+        )
+        expected = clf.predict_proba(scaler.transform(features))
+        np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-4)
 
 
 def test_class_weight_reaches_the_logistic_regressions():
@@ -128,7 +136,7 @@ def test_class_weight_reaches_the_logistic_regressions():
     np.testing.assert_allclose(model.predict().to_numpy(), clf.predict_proba(scaler.transform(adata.X)), atol=1e-4)
 
 
-def test_auto_width_keeps_the_linear_or_the_network_residual_with_the_lower_validation_loss():
+def test_auto_width_averages_the_linear_and_the_network_residual(tmp_path):
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
     auto = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
@@ -138,11 +146,25 @@ def test_auto_width_keeps_the_linear_or_the_network_residual_with_the_lower_vali
     }
     tried = auto.metrics_["hidden_tried"]
     assert set(tried) == {"linear", "64"}
-    for width, model in explicit.items():  # each candidate is exactly the model of that width
+    for width, model in explicit.items():  # each member is exactly the model of that width
         assert tried[width] == pytest.approx(model.metrics_["val_loss"], abs=1e-6)
-    kept = min(tried, key=tried.get)
-    assert ("linear" if auto.hidden_ is None else str(auto.hidden_)) == kept
-    pd.testing.assert_frame_equal(auto.predict(), explicit[kept].predict())
+    assert auto.is_ensemble and not explicit["64"].is_ensemble
+    assert [m.hidden for m in auto.members_] == sorted([None, 64], key=lambda h: tried["linear" if h is None else "64"])
+    assert auto.hidden_ == auto.members_[0].hidden  # the lower validation loss first
+    expected = (explicit["linear"].predict() + explicit["64"].predict()) / 2
+    pd.testing.assert_frame_equal(auto.predict(), expected, atol=1e-6)
+    # the linear member is fitted again on every labelled cell; the validation metrics are those of the
+    # average of the two models fitted on the split, on cells neither saw
+    assert auto.metrics_["refit"] and len(auto.train_indices_) == adata.obs["train_label"].notna().sum()
+    val = auto.validation_indices_
+    split_linear = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=None).train(refit=False)
+    mean = (split_linear.predict().to_numpy()[val] + explicit["64"].predict().to_numpy()[val]) / 2
+    codes = pd.Categorical(adata.obs["train_label"].iloc[val], categories=auto.classes_).codes
+    assert auto.metrics_["val_loss"] == pytest.approx(-np.log(mean[np.arange(len(val)), codes]).mean(), abs=1e-5)
+    # the pair survives a save/load round trip
+    loaded = sr.RefineAnnotator.load(auto.save(tmp_path / "auto"))
+    assert [(m.hidden, m.n_layers) for m in loaded.members_] == [(m.hidden, m.n_layers) for m in auto.members_]
+    pd.testing.assert_frame_equal(loaded.predict(adata), auto.predict())
     # baselines and message-passing encoders have a single width
     assert sr.RefineAnnotator(adata, "train_label", strategy="gnn")._hidden_candidates() == [64]
     assert sr.RefineAnnotator(adata, "train_label", encoder="sage")._hidden_candidates() == [64]
@@ -191,7 +213,8 @@ def test_many_classes_and_few_labelled_cells_still_get_a_stratified_validation_s
     adata.obsm["spatial"] = rng.random((63, 2))
     sr.pp.spatial_neighbors(adata, n_neighs=4)
     model = sr.RefineAnnotator(adata, "label", rep_key="X_rep", n_layers=1).train(max_epochs=3)
-    assert model.metrics_["n_val"] == 21 and model.metrics_["n_train"] == 42
+    assert model.metrics_["n_val"] == 21
+    assert model.metrics_["n_train"] == (63 if model.metrics_["refit"] else 42)  # a refit trains on all labels
 
 
 def test_sign_encoder_identity_is_the_hop_features_and_projections_keep_hops_apart():
@@ -339,7 +362,7 @@ def test_tl_refine_writes_only_documented_keys():
     np.testing.assert_allclose(adata.obsm["refine_proba"].sum(1), 1.0, atol=1e-5)
     assert list(adata.uns["refine"]["classes"]) == ["niche_A", "niche_B"]
     assert 0.0 <= adata.uns["refine"]["metrics"]["val_macro_f1"] <= 1.0
-    assert adata.uns["refine"]["hidden"] in ("linear", 64)
+    assert adata.uns["refine"]["hidden"] in ("linear+64", "64+linear")
 
 
 def test_training_is_reproducible():
@@ -371,3 +394,25 @@ def test_bad_input_gets_a_clear_error(mutate, kwargs, message):
     options = {"labels_key": "train_label", "rep_key": "X_rep", **kwargs}
     with pytest.raises(ValueError, match=message):
         sr.RefineAnnotator(adata, options.pop("labels_key"), **options).train(max_epochs=2)
+
+
+@pytest.mark.parametrize("options", [{"hidden": 64, "n_layers": 1}, {"strategy": "logreg"}])
+def test_models_saved_in_format_1_still_load(tmp_path, options):
+    # format 1 (before the averaged pair): one model, its weights under "model.", its shape at the top level
+    from safetensors.numpy import load_file, save_file
+
+    adata = grid_tissue(side=8)
+    hide_labels(adata, 0.3)
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", **options).train(max_epochs=5)
+    saved = model.save(tmp_path / "v2")
+    config = json.loads((saved / "config.json").read_text())
+    (member,) = config.pop("members")
+    config.update(format_version=1, **member)
+    old = tmp_path / "v1"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(config))
+    arrays = {k.replace("member0.", "model."): v for k, v in load_file(str(saved / "model.safetensors")).items()}
+    save_file(arrays, str(old / "model.safetensors"))
+    loaded = sr.RefineAnnotator.load(old)
+    assert (loaded.hidden_, loaded.n_layers_) == (model.hidden_, model.n_layers_)
+    pd.testing.assert_frame_equal(loaded.predict(adata), model.predict())
