@@ -248,8 +248,8 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
         f"cells labelled (cap {info['label_cap']:,}; 80/20 train/validation), {info['epochs']} epochs with no early "
         "stopping for each of the four runs of the default start choice (linear probe, from-scratch model, and "
         "REFINE from each), validation every epoch, then predict every cell. Encoder `linear` (where run): the "
-        "linear SIGN residual (`hidden=None`, 2 hops), one logistic regression solved by L-BFGS, no epochs; the "
-        "default `hidden=\"auto\"` (encoder `auto`) fits it next to `sign` and keeps the one with the lower validation loss. Each row is a fresh process. "
+        "linear SIGN residual (`hidden=None`, 2 hops), a logistic regression solved by L-BFGS on the split, then refitted on all labelled cells, no epochs; the "
+        "default `hidden=\"auto\"` (encoder `auto`) fits it next to `sign` and predicts the mean of the two models' probabilities. Each row is a fresh process. "
         "Times in seconds, memory = peak RSS in GiB (per phase: sampled every 10 ms). "
         "Load average (1 min) before / after each run is given: other engineers share the machine.",
         "",
