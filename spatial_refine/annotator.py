@@ -379,7 +379,8 @@ class RefineAnnotator:
             val_probas.append(proba)
         self.members_ = members
         self.hidden_, self.n_layers_, self.model_ = members[0].hidden, members[0].n_layers, members[0].model
-        self.history_ = histories[0]
+        # the training curves of the network member (a logistic regression has none)
+        self.history_ = next((h for h in histories if h is not None), None)
         # keep the statistics of the kept depths' columns
         width = self._node_inputs(inputs, max(m.n_layers for m in members)).shape[1]
         self.input_mean_, self.input_std_ = self.input_mean_[:width], self.input_std_[:width]

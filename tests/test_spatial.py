@@ -151,6 +151,7 @@ def test_auto_width_averages_the_linear_and_the_network_residual(tmp_path):
     assert auto.is_ensemble and not explicit["64"].is_ensemble
     assert [m.hidden for m in auto.members_] == sorted([None, 64], key=lambda h: tried["linear" if h is None else "64"])
     assert auto.hidden_ == auto.members_[0].hidden  # the lower validation loss first
+    assert auto.history_ is not None  # the network member's training curves, whichever member comes first
     expected = (explicit["linear"].predict() + explicit["64"].predict()) / 2
     pd.testing.assert_frame_equal(auto.predict(), expected, atol=1e-6)
     # the linear member is fitted again on every labelled cell; the validation metrics are those of the
