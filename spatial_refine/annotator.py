@@ -330,12 +330,12 @@ class RefineAnnotator:
         solved by L-BFGS; ``max_epochs``, ``lr``, ``weight_decay``, ``patience`` and ``batch_size`` apply to
         the networks only.
 
-        ``refit=True`` (default): when the kept model is a logistic regression (``logreg``,
-        ``neighbor_logreg``, the linear residual), it is fitted again on *all* labelled cells once the
-        validation split has chosen its depth (and residual), as scikit-learn's ``GridSearchCV`` does: it
-        needs no early stopping, so the held-out fifth of the labels would otherwise be lost. ``metrics_``
-        stay those of the model fitted on the split (measured on cells it did not see). Networks keep the
-        model early-stopped on the split. ``train_indices_`` are the cells the kept model was fitted on.
+        ``refit=True`` (default): a logistic regression (``logreg``, ``neighbor_logreg``, the linear
+        residual) is fitted again on *all* labelled cells once the validation split has chosen its depth, as
+        scikit-learn's ``GridSearchCV`` does: it needs no early stopping, so the held-out fifth of the labels
+        would otherwise be lost. ``metrics_`` stay those of the models fitted on the split (measured on cells
+        they did not see). Networks keep the model early-stopped on the split. ``train_indices_`` are the
+        cells the kept models were fitted on.
         """
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
@@ -367,12 +367,12 @@ class RefineAnnotator:
             self.hidden_ = hidden
             results[hidden] = self._fit_depths(inputs, train_pos, val_pos, depths, config, class_weight, batch_size,
                                                random_state, device)
-        members, histories, val_probas, fitted_on = [], [], [], train_pos
+        members, histories, val_probas, refitted = [], [], [], False
         for hidden in sorted(results, key=lambda h: results[h][0]):  # the lower validation loss first
             _, depth, model, history, proba, _ = results[hidden]
             self.hidden_ = hidden
             if refit and self._convex:  # the split chose the depth; the labels it held out now train too
-                fitted_on = index
+                refitted = True
                 model, history = self._train_sklearn(inputs, index, depth, random_state, class_weight)
             members.append(_Member(hidden, depth, model))
             histories.append(history)
@@ -388,8 +388,9 @@ class RefineAnnotator:
         self.metrics_["n_layers_tried"] = results[members[0].hidden][5]
         if len(results) > 1:
             self.metrics_["hidden_tried"] = {"linear" if h is None else str(h): r[0] for h, r in results.items()}
+        fitted_on = index if refitted else train_pos
         self.metrics_["n_train"], self.metrics_["n_val"] = len(fitted_on), len(val_pos)
-        self.metrics_["refit"] = fitted_on is index
+        self.metrics_["refit"] = refitted
         #: positions in ``adata.obs`` of the cells the kept models were fitted on (all labelled cells after a
         #: refit) and of the validation cells that chose them
         self.train_indices_ = np.sort(self.labelled_[fitted_on])
