@@ -227,7 +227,7 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
         y_pred = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
         extra = {
             "n_layers": model.n_layers_,
-            "start": getattr(model.history_, "start", None) if model.history_ is not None else None,
+            "start": getattr(model.history_, "start", None),  # None: a logistic regression has no history
             **{k: model.metrics_[k] for k in ("val_loss", "val_balanced_loss", "val_macro_f1", "val_accuracy")},
         }
     return {

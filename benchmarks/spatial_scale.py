@@ -94,7 +94,7 @@ class PeakSampler:
 
 
 #: benchmark encoder -> (annotator encoder, hidden). "linear": the linear SIGN residual, a logistic regression
-#: solved by L-BFGS (epochs unused); "auto": the package default, both SIGN residuals, the better on validation
+#: solved by L-BFGS (epochs unused); "auto": the package default, both SIGN residuals, probabilities averaged
 ENCODER_OPTIONS = {"sign": ("sign", 64), "linear": ("sign", None), "auto": ("sign", "auto"), "sage": ("sage", 64)}
 
 
@@ -111,7 +111,7 @@ def run_one(
         ``"auto"``, ``"full"`` or ``"minibatch"`` (1,024 labelled seeds per batch; message passing only).
     encoder
         ``"sign"``, ``"sage"``, ``"linear"`` (SIGN with the linear residual, ``hidden=None``) or ``"auto"``
-        (SIGN with ``hidden="auto"``: both, the better on validation kept).
+        (SIGN with ``hidden="auto"``: both, their probabilities averaged).
     epochs
         Fixed number of training epochs (no early stopping).
     label_fraction, label_cap

@@ -198,7 +198,6 @@ class RefineAnnotator:
             )
         self.codes_ = codes
         self.graph_params_ = _graph_params(adata, graph_key)
-        self.model_: Any = None
         #: the fitted models whose class probabilities are averaged (one, or two with ``hidden="auto"``);
         #: ``model_``, ``hidden_`` and ``n_layers_`` are those of the first, the lower validation loss
         self.members_: list[_Member] = []
@@ -235,6 +234,18 @@ class RefineAnnotator:
     def _convex(self) -> bool:
         """Whether training is a scikit-learn logistic regression (the linear baselines, linear residual)."""
         return self.params["strategy"] in ("logreg", "neighbor_logreg") or self._linear_residual
+
+    @property
+    def model_(self) -> Any:
+        """The first member's weights (``None`` before training)."""
+        return self.members_[0].model if self.members_ else None
+
+    @property
+    def n_layers_(self) -> int:
+        """The first member's hops of context (set by training, like every fitted attribute)."""
+        if not self.members_:
+            raise AttributeError("n_layers_ is set by train() (or load()).")
+        return self.members_[0].n_layers
 
     @property
     def is_ensemble(self) -> bool:
@@ -378,7 +389,7 @@ class RefineAnnotator:
             histories.append(history)
             val_probas.append(proba)
         self.members_ = members
-        self.hidden_, self.n_layers_, self.model_ = members[0].hidden, members[0].n_layers, members[0].model
+        self.hidden_ = members[0].hidden
         # the training curves of the network member (a logistic regression has none)
         self.history_ = next((h for h in histories if h is not None), None)
         # keep the statistics of the kept depths' columns
@@ -566,11 +577,10 @@ class RefineAnnotator:
     # prediction
     def _predict_proba(self, inputs: _Inputs, cells: np.ndarray, device: str = "auto") -> np.ndarray:
         """Class probabilities of ``cells``: the mean over :attr:`members_`."""
-        members = self.members_
-        proba = self._member_proba(members[0], inputs, cells, device)
-        for member in members[1:]:
+        proba = self._member_proba(self.members_[0], inputs, cells, device)
+        for member in self.members_[1:]:
             proba += self._member_proba(member, inputs, cells, device)
-        return proba / len(members) if len(members) > 1 else proba
+        return proba / len(self.members_)
 
     def _member_proba(self, member: _Member, inputs: _Inputs, cells: np.ndarray, device: str) -> np.ndarray:
         model, depth = member.model, member.n_layers
@@ -682,8 +692,7 @@ class RefineAnnotator:
                 model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
                 model.eval()
             self.members_.append(_Member(member["hidden"], member["n_layers"], model))
-        first = self.members_[0]
-        self.hidden_, self.n_layers_, self.model_ = first.hidden, first.n_layers, first.model
+        self.hidden_ = self.members_[0].hidden
         self.input_mean_, self.input_std_ = arrays["input_mean"], arrays["input_std"]
         return self
 
