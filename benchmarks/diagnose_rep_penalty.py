@@ -48,7 +48,7 @@ class _RepScaledLinear(RefineAnnotator):
 
     rep_scale = 1.0
 
-    def _train_sklearn(self, inputs, train_pos, depth, random_state, class_weight=None):
+    def _train_sklearn(self, inputs, train_pos, depth, random_state, class_weight=None, kind="all"):
         features = self._sklearn_inputs(inputs, depth, self.labelled_[train_pos])
         scaler = StandardScaler().fit(features)
         block = np.ones(features.shape[1])

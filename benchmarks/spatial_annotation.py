@@ -45,7 +45,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import spatial_refine as sr
 from spatial_refine.encoders import MLPEncoder
@@ -60,7 +63,7 @@ METHOD_OPTIONS = {
     "gnn_sage": {"strategy": "gnn", "encoder": "sage"},
     "refine_linear": {"strategy": "refine", "hidden": None},  # linear residual: logreg on [hops, f_rep]
 }
-REP_METHODS = ("linear_probe", "adapter", "refine", "refine_linear")
+REP_METHODS = ("linear_probe", "logreg_probe", "adapter", "refine", "refine_linear")
 
 
 @dataclass
@@ -217,6 +220,11 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
     if method == "scanvi":
         y_pred = _scanvi_predict(setting, train_labels, seed)
         y_pred = y_pred if test is None else y_pred[test]
+    elif method == "logreg_probe":  # the ten-line probe: scikit-learn's logistic regression on the standardised rep
+        rep_matrix = setting.reference.obsm[REP_KEYS[rep]]
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+        probe.fit(rep_matrix[labelled], truth[labelled])
+        y_pred = probe.predict(rep_matrix[test] if test is not None else setting.query.obsm[REP_KEYS[rep]])
     else:
         reference.obs["_train_labels"] = pd.Categorical(train_labels)
         options = METHOD_OPTIONS.get(method, {"strategy": method})

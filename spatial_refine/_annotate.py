@@ -105,9 +105,11 @@ def refine(
         "params": {k: v for k, v in model.params.items() if v is not None} | {"random_state": random_state},
         "classes": np.asarray(model.classes_, dtype=object),
         "metrics": {k: v for k, v in model.metrics_.items() if not isinstance(v, dict)},
-        # "linear" or the network width, and its hops; "linear+64" and e.g. "2+1" for the averaged pair
-        "hidden": _joined(["linear" if m.hidden is None else int(m.hidden) for m in model.members_]),
+        # the network width or "linear", and its hops; for an ensemble its members and their weights, heaviest
+        # first: e.g. "64+linear[hops]", "2+1", "0.8+0.2"
+        "hidden": _joined([m.name if m.hidden is None else int(m.hidden) for m in model.members_]),
         "n_layers": _joined([int(m.n_layers) for m in model.members_]),
+        "weights": _joined([float(m.weight) for m in model.members_]),
     }
     return (adata, model) if copy else model
 

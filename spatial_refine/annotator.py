@@ -24,7 +24,16 @@ from safetensors.numpy import save_file as save_numpy
 
 from ._constants import GRAPH_KEY, REP_KEY
 from .encoders import CONV_TYPES, GNNEncoder, MLPEncoder, SIGNEncoder
-from .refine import TensorBatches, TrainConfig, build_strategy, class_weights, fit, predict_outputs, seeded
+from .refine import (
+    TensorBatches,
+    TrainConfig,
+    build_strategy,
+    class_weights,
+    fit,
+    greedy_ensemble_weights,
+    predict_outputs,
+    seeded,
+)
 from .refine.graph import GraphBatches
 from .refine.neighbors import neighbor_aggregate
 
@@ -54,6 +63,11 @@ FULL_BATCH_MAX_CELLS = 100_000
 LINEAR_CHUNK_CELLS = 65_536
 #: width of the residual network's layers when ``hidden="auto"``
 AUTO_HIDDEN = 64
+#: rounds of greedy ensemble selection for ``hidden="auto"`` (weights are multiples of 1 / rounds)
+ENSEMBLE_ROUNDS = 10
+#: what a logistic-regression member of REFINE reads: the hop features and the frozen representation
+#: (REFINE's linear head), or one block alone (its limits: the residual from scratch, the linear probe)
+LINEAR_INPUTS = ("all", "hops", "rep")
 #: labelled seed cells per training minibatch when ``batch_size="auto"`` picks minibatches
 MINIBATCH_SEEDS = 1024
 #: seed cells per batch when evaluating or predicting with minibatches: without gradients a batch costs
@@ -65,11 +79,21 @@ INFERENCE_MIN_SEEDS = 16_384
 @dataclass(frozen=True)
 class _Member:
     """One fitted model of an annotator: residual width (``None``: the linear residual), hops of context,
-    and weights (a torch module, or ``{"weight", "bias"}`` arrays for a logistic regression)."""
+    weights (a torch module, or ``{"weight", "bias"}`` arrays for a logistic regression), the input blocks a
+    logistic regression reads (:data:`LINEAR_INPUTS`) and its weight in the ensemble."""
 
     hidden: int | None
     n_layers: int
     model: Any
+    inputs: str = "all"
+    weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        """``"64"`` (network width), ``"linear"`` (REFINE's linear head), ``"linear[hops]"`` / ``"linear[rep]"``."""
+        if self.hidden is not None:
+            return str(self.hidden)
+        return "linear" if self.inputs == "all" else f"linear[{self.inputs}]"
 
 
 @dataclass(frozen=True)
@@ -120,11 +144,14 @@ class RefineAnnotator:
         ``[P^0 x, ..., P^L x, f_rep]`` (and ``strategy="gnn"`` one on the hop features alone). That problem
         is convex and is solved exactly (scikit-learn's L-BFGS, L2 penalty ``C=1`` on standardised
         features, as the ``logreg`` baselines), not by gradient steps. ``"auto"`` (default): for REFINE with
-        ``"sign"``, both the linear residual and the network of width 64 are trained, each with its own
-        depth chosen on validation, and the model predicts the mean of their class probabilities
-        (``members_``; each one's validation loss in ``metrics_["hidden_tried"]``): validation cannot tell
-        reliably which of the two transfers better to new cells, and the average was at or near the better
-        one on every benchmark task; otherwise width 64.
+        ``"sign"``, four models are fitted, each with its own depth chosen on validation: the network of width
+        64, the linear residual, and its two limits, the logistic regression on the hop features alone (the
+        residual from scratch, ``"linear[hops]"``) and on the frozen representation alone (the linear probe,
+        ``"linear[rep]"``); greedy ensemble selection on the validation cells (Caruana et al., 2004: 10 rounds,
+        with replacement, :func:`~spatial_refine.refine.greedy_ensemble_weights`) weights them, and the model
+        predicts the weighted mean of their class probabilities (``members_``, the kept ones;
+        ``metrics_["hidden_tried"]`` each candidate's validation loss, ``metrics_["ensemble_weights"]`` the
+        weights). Otherwise width 64.
     n_layers
         Hops of context of the residual encoder (message-passing layers for the torch-geometric ones), or
         neighbour hops of ``neighbor_logreg``; ``"auto"`` chooses on the validation split among 0-3
@@ -198,10 +225,11 @@ class RefineAnnotator:
             )
         self.codes_ = codes
         self.graph_params_ = _graph_params(adata, graph_key)
-        #: the fitted models whose class probabilities are averaged (one, or two with ``hidden="auto"``);
-        #: ``model_``, ``hidden_`` and ``n_layers_`` are those of the first, the lower validation loss
+        #: the fitted models whose class probabilities are averaged with their weights (one, or those ensemble
+        #: selection kept with ``hidden="auto"``); ``model_``, ``hidden_`` and ``n_layers_`` are those of the
+        #: first, the heaviest
         self.members_: list[_Member] = []
-        self.hidden_ = self._hidden_candidates()[-1]
+        self.hidden_ = self._candidates()[0][0]
         self.history_ = None
         self.metrics_: dict[str, Any] = {}
 
@@ -335,9 +363,11 @@ class RefineAnnotator:
         one with the lowest validation loss is kept; for REFINE the depth is chosen on the residual path
         alone (the model from scratch), and REFINE's residual start continues from that trained model
         (``metrics_["n_layers_tried"]`` holds each depth's validation loss). With ``hidden="auto"`` REFINE
-        (SIGN) does this for the network and for the linear residual and keeps both: predictions are the
-        mean of their probabilities (``members_``; ``metrics_["hidden_tried"]`` has each one's validation
-        loss, the other ``metrics_`` are the average's). The linear residual and the ``logreg`` baselines are
+        (SIGN) does this for the network and for the linear residual (and its hop-only limit; the probe
+        limit has no depth), then ensemble selection on the validation cells weights the four:
+        predictions are the weighted mean of the kept members' probabilities (``members_``;
+        ``metrics_["hidden_tried"]`` has each candidate's validation loss, ``metrics_["ensemble_weights"]``
+        the weights; the other ``metrics_`` are the weighted mean's). Logistic regressions are
         solved by L-BFGS; ``max_epochs``, ``lr``, ``weight_decay``, ``patience`` and ``batch_size`` apply to
         the networks only.
 
@@ -373,32 +403,43 @@ class RefineAnnotator:
         }
         config = TrainConfig(lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
                              device=device, random_state=random_state, progress=progress)
-        results = {}
-        for hidden in self._hidden_candidates():
+        results = {}  # member name -> (candidate, fit on the split)
+        for hidden, kind in self._candidates():
             self.hidden_ = hidden
-            results[hidden] = self._fit_depths(inputs, train_pos, val_pos, depths, config, class_weight, batch_size,
-                                               random_state, device)
-        members, histories, val_probas, refitted = [], [], [], False
-        for hidden in sorted(results, key=lambda h: results[h][0]):  # the lower validation loss first
-            _, depth, model, history, proba, _ = results[hidden]
-            self.hidden_ = hidden
+            candidate = _Member(hidden, 0, None, inputs=kind)
+            results[candidate.name] = candidate, self._fit_depths(
+                inputs, train_pos, val_pos, depths if kind != "rep" else [0], config, class_weight, batch_size,
+                random_state, device, kind,
+            )
+        names = list(results)
+        weights = np.ones(1)
+        if len(names) > 1:  # ensemble selection on the validation cells (ties: the earlier candidate)
+            weights = greedy_ensemble_weights([results[n][1][4] for n in names], self.codes_[val_pos],
+                                              rounds=ENSEMBLE_ROUNDS)
+        # the heavier member first, then the lower validation loss
+        kept = sorted((n for n, w in zip(names, weights, strict=True) if w > 0),
+                      key=lambda n: (-weights[names.index(n)], results[n][1][0]))
+        members, refitted = [], False
+        for name in kept:
+            candidate, (_, depth, model, _, _, _) = results[name]
+            self.hidden_ = candidate.hidden
             if refit and self._convex:  # the split chose the depth; the labels it held out now train too
                 refitted = True
-                model, history = self._train_sklearn(inputs, index, depth, random_state, class_weight)
-            members.append(_Member(hidden, depth, model))
-            histories.append(history)
-            val_probas.append(proba)
+                model, _ = self._train_sklearn(inputs, index, depth, random_state, class_weight, candidate.inputs)
+            members.append(_Member(candidate.hidden, depth, model, candidate.inputs, float(weights[names.index(name)])))
         self.members_ = members
         self.hidden_ = members[0].hidden
-        # the training curves of the network member (a logistic regression has none)
-        self.history_ = next((h for h in histories if h is not None), None)
+        # the training curves of the network candidate, kept or not (a logistic regression has none)
+        self.history_ = next((r[3] for _, r in results.values() if r[3] is not None), None)
         # keep the statistics of the kept depths' columns
         width = self._node_inputs(inputs, max(m.n_layers for m in members)).shape[1]
         self.input_mean_, self.input_std_ = self.input_mean_[:width], self.input_std_[:width]
-        self.metrics_ = _metrics(self.codes_[val_pos], np.mean(val_probas, axis=0))
-        self.metrics_["n_layers_tried"] = results[members[0].hidden][5]
+        val_proba = sum(w * results[n][1][4] for n, w in zip(names, weights, strict=True))
+        self.metrics_ = _metrics(self.codes_[val_pos], val_proba)
+        self.metrics_["n_layers_tried"] = results[kept[0]][1][5]
         if len(results) > 1:
-            self.metrics_["hidden_tried"] = {"linear" if h is None else str(h): r[0] for h, r in results.items()}
+            self.metrics_["hidden_tried"] = {n: results[n][1][0] for n in names}
+            self.metrics_["ensemble_weights"] = {m.name: m.weight for m in members}
         fitted_on = index if refitted else train_pos
         self.metrics_["n_train"], self.metrics_["n_val"] = len(fitted_on), len(val_pos)
         self.metrics_["refit"] = refitted
@@ -408,19 +449,22 @@ class RefineAnnotator:
         self.validation_indices_ = np.sort(self.labelled_[val_pos])
         return self
 
-    def _hidden_candidates(self) -> list[int | None]:
-        """Residual widths to train: ``hidden="auto"`` tries REFINE's linear SIGN residual and the SIGN
-        network; everywhere else it means the network width :data:`AUTO_HIDDEN`."""
+    def _candidates(self) -> list[tuple[int | None, str]]:
+        """Models to train, as (residual width, inputs of a logistic regression). ``hidden="auto"`` for REFINE
+        with SIGN: the SIGN network, REFINE's linear head on the hop features and the frozen representation,
+        and that head on either block alone (the residual from scratch, the linear probe); ensemble
+        selection weights them. Everywhere else ``"auto"`` means the network width :data:`AUTO_HIDDEN`."""
         hidden = self.params["hidden"]
         if hidden != "auto":
-            return [hidden]
+            return [(hidden, "all")]
         if self.params["strategy"] == "refine" and self.params["encoder"] == "sign":
-            return [None, AUTO_HIDDEN]
-        return [AUTO_HIDDEN]
+            return [(AUTO_HIDDEN, "all"), *((None, kind) for kind in LINEAR_INPUTS)]
+        return [(AUTO_HIDDEN, "all")]
 
-    def _fit_depths(self, inputs, train_pos, val_pos, depths, config, class_weight, batch_size, random_state, device):
-        """Train the model of width ``self.hidden_`` at each candidate depth; return the best one as
-        ``(val_loss, depth, model, history, val_proba, {depth: val_loss})``."""
+    def _fit_depths(self, inputs, train_pos, val_pos, depths, config, class_weight, batch_size, random_state, device,
+                    kind="all"):
+        """Train the model of width ``self.hidden_`` (a logistic regression: reading ``kind``) at each candidate
+        depth; return the best one as ``(val_loss, depth, model, history, val_proba, {depth: val_loss})``."""
         scratch = None
         if STRATEGIES[self.params["strategy"]][0] == "refine" and not self._convex:
             # the depth is the residual encoder's: choose it on the residual path alone (the model from
@@ -437,12 +481,12 @@ class RefineAnnotator:
         candidates = []
         for depth in depths:
             if self._convex:
-                model, history = self._train_sklearn(inputs, train_pos, depth, random_state, class_weight)
+                model, history = self._train_sklearn(inputs, train_pos, depth, random_state, class_weight, kind)
             else:
                 model, history = self._train_torch(
                     inputs, train_pos, val_pos, depth, config, class_weight, batch_size, scratch_model=scratch
                 )
-            proba = self._member_proba(_Member(self.hidden_, depth, model), inputs, self.labelled_[val_pos], device)
+            proba = self._member_proba(_Member(self.hidden_, depth, model, kind), inputs, self.labelled_[val_pos], device)
             val_loss = _cross_entropy(proba, self.codes_[val_pos])
             candidates.append((val_loss, depth, model, history, proba))
         val_loss, depth, model, history, proba = min(candidates, key=lambda c: c[0])
@@ -554,21 +598,28 @@ class RefineAnnotator:
             inputs.cache["linear_inputs"] = cached
         return cached[1][cells, : (hops + 1) * inputs.expression.shape[1]]
 
-    def _train_sklearn(self, inputs, train_pos, depth, random_state, class_weight=None):
+    def _train_sklearn(self, inputs, train_pos, depth, random_state, class_weight=None, kind="all"):
+        """A logistic regression on the rows ``train_pos``, its weights as arrays over every input column
+        (``kind="hops"`` / ``"rep"``: fitted on that block of the linear residual's input alone, the other
+        block's weights zero)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
         features = self._sklearn_inputs(inputs, depth, self.labelled_[train_pos])
-        scaler = StandardScaler().fit(features)
+        columns = np.arange(features.shape[1])
+        if kind != "all":
+            n_rep = inputs.rep.shape[1]  # the linear residual's input: the hop features, then the representation
+            columns = columns[:-n_rep] if kind == "hops" else columns[-n_rep:]
+        scaler = StandardScaler().fit(features[:, columns])
         clf = LogisticRegression(max_iter=1000, class_weight=class_weight, random_state=random_state)
-        clf.fit(scaler.transform(features), self.codes_[train_pos])
+        clf.fit(scaler.transform(features[:, columns]), self.codes_[train_pos])
         weight = np.zeros((len(self.classes_), features.shape[1]), dtype=np.float32)
         bias = np.zeros(len(self.classes_), dtype=np.float32)
         coef = clf.coef_ / scaler.scale_  # fold the scaler into the linear model
         intercept = clf.intercept_ - coef @ scaler.mean_
         if len(clf.classes_) == 2 and coef.shape[0] == 1:  # binary: logits [0, z]
             coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
-        weight[clf.classes_] = coef
+        weight[np.ix_(clf.classes_, columns)] = coef
         bias[clf.classes_] = intercept
         bias[np.setdiff1d(np.arange(len(self.classes_)), clf.classes_)] = -np.inf  # never predicted
         return {"weight": weight, "bias": bias}, None
@@ -576,11 +627,11 @@ class RefineAnnotator:
     # ------------------------------------------------------------------------------------------------
     # prediction
     def _predict_proba(self, inputs: _Inputs, cells: np.ndarray, device: str = "auto") -> np.ndarray:
-        """Class probabilities of ``cells``: the mean over :attr:`members_`."""
-        proba = self._member_proba(self.members_[0], inputs, cells, device)
+        """Class probabilities of ``cells``: the weighted mean over :attr:`members_`."""
+        proba = self.members_[0].weight * self._member_proba(self.members_[0], inputs, cells, device)
         for member in self.members_[1:]:
-            proba += self._member_proba(member, inputs, cells, device)
-        return proba / len(self.members_)
+            proba += member.weight * self._member_proba(member, inputs, cells, device)
+        return proba
 
     def _member_proba(self, member: _Member, inputs: _Inputs, cells: np.ndarray, device: str) -> np.ndarray:
         model, depth = member.model, member.n_layers
@@ -634,7 +685,8 @@ class RefineAnnotator:
             "classes": self.classes_.tolist(),
             "genes": self.genes_.tolist(),
             "members": [
-                {"hidden": m.hidden, "n_layers": int(m.n_layers), "sklearn": isinstance(m.model, dict)}
+                {"hidden": m.hidden, "n_layers": int(m.n_layers), "sklearn": isinstance(m.model, dict),
+                 "inputs": m.inputs, "weight": m.weight}
                 for m in self.members_
             ],
             "feature_dim": self.feature_dim_,
@@ -691,7 +743,9 @@ class RefineAnnotator:
                 model = self._build(len(self.genes_), member["n_layers"], member["hidden"])
                 model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
                 model.eval()
-            self.members_.append(_Member(member["hidden"], member["n_layers"], model))
+            # files of version 2 before ensemble selection: REFINE's linear head, equal weights
+            weight = member.get("weight", 1.0 / len(described))
+            self.members_.append(_Member(member["hidden"], member["n_layers"], model, member.get("inputs", "all"), weight))
         self.hidden_ = self.members_[0].hidden
         self.input_mean_, self.input_std_ = arrays["input_mean"], arrays["input_std"]
         return self

@@ -14,7 +14,7 @@ import torch
 
 import spatial_refine as sr
 from spatial_refine.encoders import GNNEncoder, SIGNEncoder
-from spatial_refine.refine import predict_outputs
+from spatial_refine.refine import greedy_ensemble_weights, predict_outputs
 from spatial_refine.refine.graph import GraphBatches, k_hop_nodes
 from spatial_refine.refine.neighbors import neighbor_aggregate
 
@@ -136,39 +136,88 @@ def test_class_weight_reaches_the_logistic_regressions():
     np.testing.assert_allclose(model.predict().to_numpy(), clf.predict_proba(scaler.transform(adata.X)), atol=1e-4)
 
 
-def test_auto_width_averages_the_linear_and_the_network_residual(tmp_path):
+def _logreg_proba(features, labels, fit_cells, cells):
+    """An independent scikit-learn logistic regression (C=1 on standardised columns)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(features[fit_cells])
+    clf = LogisticRegression(max_iter=1000).fit(scaler.transform(features[fit_cells]), labels[fit_cells])
+    return clf.predict_proba(scaler.transform(features[cells]))
+
+
+def test_auto_width_weights_refine_fits_by_ensemble_selection(tmp_path):
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
     auto = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
-    explicit = {
-        name: sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=h).train(max_epochs=40)
-        for name, h in (("linear", None), ("64", 64))
-    }
+    network = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=64).train(max_epochs=40)
+    linear = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=None).train()
     tried = auto.metrics_["hidden_tried"]
-    assert set(tried) == {"linear", "64"}
-    for width, model in explicit.items():  # each member is exactly the model of that width
-        assert tried[width] == pytest.approx(model.metrics_["val_loss"], abs=1e-6)
-    assert auto.is_ensemble and not explicit["64"].is_ensemble
-    assert [m.hidden for m in auto.members_] == sorted([None, 64], key=lambda h: tried["linear" if h is None else "64"])
-    assert auto.hidden_ == auto.members_[0].hidden  # the lower validation loss first
-    assert auto.history_ is not None  # the network member's training curves, whichever member comes first
-    expected = (explicit["linear"].predict() + explicit["64"].predict()) / 2
-    pd.testing.assert_frame_equal(auto.predict(), expected, atol=1e-6)
-    # the linear member is fitted again on every labelled cell; the validation metrics are those of the
-    # average of the two models fitted on the split, on cells neither saw
-    assert auto.metrics_["refit"] and len(auto.train_indices_) == adata.obs["train_label"].notna().sum()
+    assert list(tried) == ["64", "linear", "linear[hops]", "linear[rep]"]
+    assert tried["64"] == pytest.approx(network.metrics_["val_loss"], abs=1e-6)
+    assert tried["linear"] == pytest.approx(linear.metrics_["val_loss"], abs=1e-6)
+
+    # every candidate rebuilt independently: the hop features [x, P x] by hand, P = D^-1 A
+    adjacency = adata.obsp["spatial_connectivities"]
+    hops = np.hstack([adata.X, (adjacency @ adata.X) / np.asarray(adjacency.sum(1))])
+    inputs = {"linear": np.hstack([hops, adata.obsm["X_rep"]]), "linear[hops]": hops, "linear[rep]": adata.obsm["X_rep"]}
+    labels = adata.obs["train_label"].astype(str).to_numpy()
+    labelled = np.flatnonzero(adata.obs["train_label"].notna())
     val = auto.validation_indices_
-    split_linear = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=None).train(refit=False)
-    mean = (split_linear.predict().to_numpy()[val] + explicit["64"].predict().to_numpy()[val]) / 2
-    codes = pd.Categorical(adata.obs["train_label"].iloc[val], categories=auto.classes_).codes
-    assert auto.metrics_["val_loss"] == pytest.approx(-np.log(mean[np.arange(len(val)), codes]).mean(), abs=1e-5)
-    # the pair survives a save/load round trip
+    split = np.setdiff1d(labelled, val)
+    val_probas = [network.predict().to_numpy()[val]]  # the network is not refitted
+    val_probas += [_logreg_proba(x, labels, split, val) for x in inputs.values()]
+    for name, proba in zip(["linear[hops]", "linear[rep]"], val_probas[2:], strict=True):
+        assert tried[name] == pytest.approx(-np.log(proba[np.arange(len(val)), pd.factorize(labels[val], sort=True)[0]]).mean(), abs=1e-4)
+    codes = pd.Categorical(labels[val], categories=auto.classes_).codes
+    weights = greedy_ensemble_weights(val_probas, codes, rounds=10)
+    names = list(tried)
+    assert auto.metrics_["ensemble_weights"] == pytest.approx({n: w for n, w in zip(names, weights, strict=True) if w > 0})
+    assert [m.name for m in auto.members_] == sorted((n for n, w in zip(names, weights, strict=True) if w > 0),
+                                                     key=lambda n: (-weights[names.index(n)], tried[n]))
+    assert auto.hidden_ == auto.members_[0].hidden and auto.is_ensemble == (np.count_nonzero(weights) > 1)
+    # validation metrics: those of the weighted mean of the models fitted on the split, on cells none saw
+    mean = sum(w * p for w, p in zip(weights, val_probas, strict=True))
+    assert auto.metrics_["val_loss"] == pytest.approx(-np.log(mean[np.arange(len(val)), codes]).mean(), abs=1e-4)
+    # predictions: the weighted mean of the network and of the logistic regressions refitted on every label
+    everything = np.arange(adata.n_obs)
+    final = [network.predict().to_numpy()] + [_logreg_proba(x, labels, labelled, everything) for x in inputs.values()]
+    expected = sum(w * p for w, p in zip(weights, final, strict=True))
+    np.testing.assert_allclose(auto.predict().to_numpy(), expected, atol=1e-4)
+    assert auto.metrics_["refit"] and len(auto.train_indices_) == len(labelled)
+    assert auto.history_ is not None  # the network candidate's training curves, whatever its weight
+    # the ensemble survives a save/load round trip
     loaded = sr.RefineAnnotator.load(auto.save(tmp_path / "auto"))
-    assert [(m.hidden, m.n_layers) for m in loaded.members_] == [(m.hidden, m.n_layers) for m in auto.members_]
+    assert [(m.name, m.n_layers, m.weight) for m in loaded.members_] == [(m.name, m.n_layers, m.weight) for m in auto.members_]
     pd.testing.assert_frame_equal(loaded.predict(adata), auto.predict())
-    # baselines and message-passing encoders have a single width
-    assert sr.RefineAnnotator(adata, "train_label", strategy="gnn")._hidden_candidates() == [64]
-    assert sr.RefineAnnotator(adata, "train_label", encoder="sage")._hidden_candidates() == [64]
+    # baselines and message-passing encoders have a single candidate
+    assert sr.RefineAnnotator(adata, "train_label", strategy="gnn")._candidates() == [(64, "all")]
+    assert sr.RefineAnnotator(adata, "train_label", encoder="sage")._candidates() == [(64, "all")]
+
+
+def test_ensemble_members_saved_before_ensemble_selection_load_with_equal_weights(tmp_path):
+    adata = grid_tissue(side=8)
+    hide_labels(adata, 0.3)
+    pair = [sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=h).train(max_epochs=5)
+            for h in (None, 64)]
+    saved = [model.save(tmp_path / str(i)) for i, model in enumerate(pair)]
+    # a format-2 file of the averaged pair (before weights and inputs were stored)
+    from safetensors.numpy import load_file, save_file
+
+    config = json.loads((saved[0] / "config.json").read_text())
+    config["members"] = [{k: v for k, v in json.loads((path / "config.json").read_text())["members"][0].items()
+                          if k not in ("inputs", "weight")} for path in saved]
+    old = tmp_path / "pair"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(config))
+    arrays = {}
+    for i, path in enumerate(saved):
+        arrays |= {k.replace("member0.", f"member{i}."): v for k, v in load_file(str(path / "model.safetensors")).items()}
+    save_file(arrays, str(old / "model.safetensors"))
+    loaded = sr.RefineAnnotator.load(old)
+    assert [(m.inputs, m.weight) for m in loaded.members_] == [("all", 0.5), ("all", 0.5)]
+    expected = (pair[0].predict(adata) + pair[1].predict(adata)) / 2
+    pd.testing.assert_frame_equal(loaded.predict(adata), expected, atol=1e-6)
 
 
 def test_auto_depth_finds_that_the_label_needs_the_neighbours():
@@ -363,7 +412,7 @@ def test_tl_refine_writes_only_documented_keys():
     np.testing.assert_allclose(adata.obsm["refine_proba"].sum(1), 1.0, atol=1e-5)
     assert list(adata.uns["refine"]["classes"]) == ["niche_A", "niche_B"]
     assert 0.0 <= adata.uns["refine"]["metrics"]["val_macro_f1"] <= 1.0
-    assert adata.uns["refine"]["hidden"] in ("linear+64", "64+linear")
+    assert set(adata.uns["refine"]["hidden"].split("+")) <= {"64", "linear", "linear[hops]", "linear[rep]"}
 
 
 def test_training_is_reproducible():
