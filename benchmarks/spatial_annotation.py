@@ -22,7 +22,8 @@ Frozen representations (no real scGPT weights are reachable here)
 Methods: ``logreg`` (expression), ``neighbor_logreg`` (cell + mean of 1..L-hop neighbours, L chosen on
 validation), ``mlp`` and ``gnn`` from scratch (``gnn``: the default SIGN encoder; ``gnn_sage``: torch-geometric
 GraphSAGE with self path and jumping knowledge), ``linear_probe`` / ``adapter`` / ``refine`` on each frozen
-representation, and ``refine_linear`` (REFINE with the linear residual ``hidden=None``: a logistic regression
+representation, ``logreg_probe`` (scikit-learn's logistic regression on the standardised frozen representation,
+all labelled cells), and ``refine_linear`` (REFINE with the linear residual ``hidden=None``: a logistic regression
 on the hop features and the frozen representation). ``scanvi`` (only when asked for, ``pip install -e ".[bench]"``): scvi-tools'
 scANVI on the reference and the test slice together, Gaussian likelihood on the log-normalised expression,
 100 scVI + 20 scANVI epochs. Every method uses the package defaults (``sr.RefineAnnotator(...).train(random_state=seed)``):
