@@ -11,6 +11,7 @@ before ensemble selection), weights or penalties picked on validation, and greed
 baseline of ``spatial_annotation-runs.csv``.
 
     python benchmarks/diagnose_combination.py --settings osmfish-cluster:300 osmfish-cluster:1000 --out /tmp/diag
+    python benchmarks/diagnose_combination.py --add-depths --out /tmp/diag   # optional: every depth a candidate
     python benchmarks/diagnose_combination.py --report /tmp/diag
     # -> benchmarks/results/diagnose_combination.{md,csv}
 """
@@ -47,6 +48,43 @@ class _ProbeLinear(_RepScaledLinear):
 
     def _train_sklearn(self, inputs, train_pos, depth, random_state, class_weight=None, kind="all"):
         return RefineAnnotator._train_sklearn(self, inputs, train_pos, depth, random_state, class_weight, kind="rep")
+
+
+class _HopsLinear(_RepScaledLinear):
+    """The logistic regression on the hop features alone (the package's ``linear[hops]`` member)."""
+
+    def _train_sklearn(self, inputs, train_pos, depth, random_state, class_weight=None, kind="all"):
+        return RefineAnnotator._train_sklearn(self, inputs, train_pos, depth, random_state, class_weight, kind="hops")
+
+
+def add_depths(setting, n: int, rep: str, seed: int, out: Path) -> None:
+    """Add the linear residual and its hop-only limit at every fixed depth 0-3 (``lin1_d{d}``, ``lin0_d{d}``) to
+    a stored fit: candidates for an ensemble library that does not choose the depth first."""
+    path = out / f"{setting.name}_{n}_{rep}_{seed}.npz"
+    arrays = dict(np.load(path))
+    if "lin0_d3_test" in arrays:
+        return
+    reference = setting.reference
+    truth = reference.obs[setting.labels_key].astype(str).to_numpy()
+    labelled = _sample_labelled(pd.Series(truth), n, seed)
+    labels = np.full(reference.n_obs, np.nan, dtype=object)
+    labels[labelled] = truth[labelled]
+    reference.obs["_train_labels"] = pd.Categorical(labels)
+    test = None if setting.query is not None else np.setdiff1d(np.arange(reference.n_obs), labelled)
+    _RepScaledLinear.rep_scale = 1.0
+    for prefix, cls in (("lin1", _RepScaledLinear), ("lin0", _HopsLinear)):
+        for depth in range(4):
+            for refit in (False, True):
+                model = cls(reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=None, n_layers=depth)
+                ref = model.train(random_state=seed, refit=refit).predict(reference)
+                if not refit:
+                    arrays[f"{prefix}_d{depth}_val"] = ref.iloc[model.validation_indices_].to_numpy()
+                else:
+                    proba = model.predict(setting.query) if test is None else ref.iloc[test]
+                    arrays[f"{prefix}_d{depth}_test"] = proba.to_numpy()
+    del reference.obs["_train_labels"]
+    np.savez_compressed(path, **arrays)
+    print(f"{path.name}: depths added", flush=True)
 
 
 def fit_setting(setting, n: int, rep: str, seed: int, out: Path) -> None:
@@ -116,6 +154,12 @@ def score_rules(path: Path) -> dict:
         row[f"ensemble selection, {name}"] = f1(sum(wk * test(k) for wk, k in zip(weights, pool, strict=True)))
         if name == "small":
             row["weights"] = " ".join(f"{k}:{wk:g}" for k, wk in zip(pool, weights, strict=True) if wk > 0)
+    if "lin0_d3_val" in d:  # stored by --add-depths: every depth of the linear fits as its own candidate
+        pool = ("net", "probe", *(f"lin{s}_d{depth}" for s in (1, 0) for depth in range(4)))
+        for rounds in (10, 20):
+            weights = greedy_ensemble_weights([val(k) for k in pool], y_val, rounds=rounds)
+            row[f"ensemble selection, every depth a candidate, {rounds} rounds"] = f1(
+                sum(wk * test(k) for wk, k in zip(weights, pool, strict=True)))
     return row
 
 
@@ -181,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/diagnose_combination"), help="folder of stored fits")
     parser.add_argument("--report", type=Path, default=None, metavar="FOLDER", help="no fitting: score the stored fits")
     parser.add_argument("--run", default="", help="with --report: how and when the stored fits were made")
+    parser.add_argument("--add-depths", action="store_true", help="add every depth's linear fits to stored fits")
     args = parser.parse_args(argv)
     if args.report:
         report(args.report, RESULTS / "diagnose_combination", args.run)
@@ -194,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         name, n = item.split(":")
         for rep in args.reps:
             for seed in args.seeds:
-                fit_setting(settings[name], int(n), rep, seed, args.out)
+                (add_depths if args.add_depths else fit_setting)(settings[name], int(n), rep, seed, args.out)
 
 
 if __name__ == "__main__":
