@@ -412,7 +412,7 @@ def test_tl_refine_writes_only_documented_keys():
     np.testing.assert_allclose(adata.obsm["refine_proba"].sum(1), 1.0, atol=1e-5)
     assert list(adata.uns["refine"]["classes"]) == ["niche_A", "niche_B"]
     assert 0.0 <= adata.uns["refine"]["metrics"]["val_macro_f1"] <= 1.0
-    assert set(adata.uns["refine"]["hidden"].split("+")) <= {"64", "linear", "linear[hops]", "linear[rep]"}
+    assert set(str(adata.uns["refine"]["hidden"]).split("+")) <= {"64", "linear", "linear[hops]", "linear[rep]"}
 
 
 def test_training_is_reproducible():
