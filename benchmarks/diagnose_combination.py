@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from diagnose_rep_penalty import _RepScaledLinear
+from diagnose_rep_penalty import _RepScaledLinear, label_subset
 from sklearn.metrics import f1_score
-from spatial_annotation import REP_KEYS, RESULTS, _sample_labelled, load_settings
+from spatial_annotation import REP_KEYS, RESULTS, load_settings
 
 from spatial_refine.annotator import RefineAnnotator
 from spatial_refine.refine import greedy_ensemble_weights
+from spatial_refine.refine.ensemble import log_loss
 
 SCALES = (1.0, 0.5, 0.25, 0.1, 0.0)
 #: candidate pools for ensemble selection; "small" is the package default of ``hidden="auto"``
@@ -57,6 +58,16 @@ class _HopsLinear(_RepScaledLinear):
         return RefineAnnotator._train_sklearn(self, inputs, train_pos, depth, random_state, class_weight, kind="hops")
 
 
+def _store_probas(arrays: dict, model: RefineAnnotator, setting, test: np.ndarray | None, prefix: str, *,
+                  val: bool) -> None:
+    """Add ``model``'s probabilities on the validation cells (``val``) or on the test cells to ``arrays``."""
+    ref = model.predict(setting.reference)
+    if val:
+        arrays[f"{prefix}_val"] = ref.iloc[model.validation_indices_].to_numpy()
+    else:
+        arrays[f"{prefix}_test"] = (model.predict(setting.query) if test is None else ref.iloc[test]).to_numpy()
+
+
 def add_depths(setting, n: int, rep: str, seed: int, out: Path) -> None:
     """Add the linear residual and its hop-only limit at every fixed depth 0-3 (``lin1_d{d}``, ``lin0_d{d}``) to
     a stored fit: candidates for an ensemble library that does not choose the depth first."""
@@ -64,25 +75,15 @@ def add_depths(setting, n: int, rep: str, seed: int, out: Path) -> None:
     arrays = dict(np.load(path))
     if "lin0_d3_test" in arrays:
         return
-    reference = setting.reference
-    truth = reference.obs[setting.labels_key].astype(str).to_numpy()
-    labelled = _sample_labelled(pd.Series(truth), n, seed)
-    labels = np.full(reference.n_obs, np.nan, dtype=object)
-    labels[labelled] = truth[labelled]
-    reference.obs["_train_labels"] = pd.Categorical(labels)
-    test = None if setting.query is not None else np.setdiff1d(np.arange(reference.n_obs), labelled)
+    test, _ = label_subset(setting, n, seed)
     _RepScaledLinear.rep_scale = 1.0
     for prefix, cls in (("lin1", _RepScaledLinear), ("lin0", _HopsLinear)):
         for depth in range(4):
             for refit in (False, True):
-                model = cls(reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=None, n_layers=depth)
-                ref = model.train(random_state=seed, refit=refit).predict(reference)
-                if not refit:
-                    arrays[f"{prefix}_d{depth}_val"] = ref.iloc[model.validation_indices_].to_numpy()
-                else:
-                    proba = model.predict(setting.query) if test is None else ref.iloc[test]
-                    arrays[f"{prefix}_d{depth}_test"] = proba.to_numpy()
-    del reference.obs["_train_labels"]
+                model = cls(setting.reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=None, n_layers=depth)
+                model.train(random_state=seed, refit=refit)
+                _store_probas(arrays, model, setting, test, f"{prefix}_d{depth}", val=not refit)
+    del setting.reference.obs["_train_labels"]
     np.savez_compressed(path, **arrays)
     print(f"{path.name}: depths added", flush=True)
 
@@ -92,26 +93,14 @@ def fit_setting(setting, n: int, rep: str, seed: int, out: Path) -> None:
     if path.exists():
         return
     reference = setting.reference
-    truth = reference.obs[setting.labels_key].astype(str).to_numpy()
-    labelled = _sample_labelled(pd.Series(truth), n, seed)
-    labels = np.full(reference.n_obs, np.nan, dtype=object)
-    labels[labelled] = truth[labelled]
-    reference.obs["_train_labels"] = pd.Categorical(labels)
-    test = None if setting.query is not None else np.setdiff1d(np.arange(reference.n_obs), labelled)
-    y_test = truth[test] if test is not None else setting.query.obs[setting.labels_key].astype(str).to_numpy()
-    arrays: dict[str, np.ndarray] = {}
-
-    def probas(model: RefineAnnotator, prefix: str, *, val: bool, tst: bool) -> None:
-        ref = model.predict(reference)
-        if val:
-            arrays[f"{prefix}_val"] = ref.iloc[model.validation_indices_].to_numpy()
-        if tst:
-            arrays[f"{prefix}_test"] = (model.predict(setting.query) if test is None else ref.iloc[test]).to_numpy()
-
+    test, y_test = label_subset(setting, n, seed)
     start = time.perf_counter()
     network = RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=64).train(random_state=seed)
-    probas(network, "net", val=True, tst=True)
+    arrays: dict[str, np.ndarray] = {}
+    _store_probas(arrays, network, setting, test, "net", val=True)
+    _store_probas(arrays, network, setting, test, "net", val=False)
     classes = np.asarray(network.classes_, dtype=str)
+    truth = reference.obs[setting.labels_key].astype(str).to_numpy()
     arrays["classes"], arrays["y_test"] = classes, np.asarray(y_test, dtype=str)
     arrays["y_val"] = np.searchsorted(classes, truth[network.validation_indices_])  # classes_ are sorted
     for prefix, cls, options in [*((f"lin{s:g}", _RepScaledLinear, s) for s in SCALES), ("probe", _ProbeLinear, 1.0)]:
@@ -119,14 +108,10 @@ def fit_setting(setting, n: int, rep: str, seed: int, out: Path) -> None:
         for refit in (False, True):
             kwargs = {"n_layers": 0} if prefix == "probe" else {}
             model = cls(reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=None, **kwargs)
-            probas(model.train(random_state=seed, refit=refit), prefix, val=not refit, tst=refit)
+            _store_probas(arrays, model.train(random_state=seed, refit=refit), setting, test, prefix, val=not refit)
     del reference.obs["_train_labels"]
     np.savez_compressed(path, **arrays)
     print(f"{path.name}: {time.perf_counter() - start:.0f} s", flush=True)
-
-
-def _log_loss(proba: np.ndarray, codes: np.ndarray) -> float:
-    return float(-np.log(np.clip(proba[np.arange(len(codes)), codes], 1e-12, None)).mean())
 
 
 def score_rules(path: Path) -> dict:
@@ -144,9 +129,9 @@ def score_rules(path: Path) -> dict:
         row[k] = f1(test(k))
     row["mean of network and linear"] = f1(test("net") + test("lin1"))
     grid = (0, 0.25, 0.5, 0.75, 1)
-    w = min(grid, key=lambda w: _log_loss(w * val("lin1") + (1 - w) * val("net"), y_val))
+    w = min(grid, key=lambda w: log_loss(w * val("lin1") + (1 - w) * val("net"), y_val))
     row["weight picked on validation"] = f1(w * test("lin1") + (1 - w) * test("net"))
-    s = min(SCALES, key=lambda s: _log_loss(val("net") + val(f"lin{s:g}"), y_val))
+    s = min(SCALES, key=lambda s: log_loss((val("net") + val(f"lin{s:g}")) / 2, y_val))
     row["mean, frozen-block penalty picked on validation"] = f1(test("net") + test(f"lin{s:g}"))
     row["mean of network, linear and linear from scratch"] = f1(test("net") + test("lin1") + test("lin0"))
     for name, pool in POOLS.items():

@@ -64,6 +64,22 @@ class _RepScaledLinear(RefineAnnotator):
         return {"weight": weight, "bias": bias}, None
 
 
+def label_subset(setting, n: int, seed: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """Label ``n`` cells of the reference as ``spatial_annotation.py`` samples them, in
+    ``reference.obs["_train_labels"]`` (the caller deletes it); return the test cells of the reference
+    (``None``: the test cells are the query slice) and their true labels."""
+    reference = setting.reference
+    truth = reference.obs[setting.labels_key].astype(str).to_numpy()
+    labelled = _sample_labelled(pd.Series(truth), n, seed)
+    labels = np.full(reference.n_obs, np.nan, dtype=object)
+    labels[labelled] = truth[labelled]
+    reference.obs["_train_labels"] = pd.Categorical(labels)
+    if setting.query is not None:
+        return None, setting.query.obs[setting.labels_key].astype(str).to_numpy()
+    test = np.setdiff1d(np.arange(reference.n_obs), labelled)
+    return test, truth[test]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -84,14 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, n in chosen:
         setting = settings[name]
         reference = setting.reference
-        truth = reference.obs[setting.labels_key].astype(str).to_numpy()
         for seed in args.seeds:
-            labelled = _sample_labelled(pd.Series(truth), n, seed)
-            labels = np.full(reference.n_obs, np.nan, dtype=object)
-            labels[labelled] = truth[labelled]
-            reference.obs["_train_labels"] = pd.Categorical(labels)
-            test = None if setting.query is not None else np.setdiff1d(np.arange(reference.n_obs), labelled)
-            y_true = truth[test] if test is not None else setting.query.obs[setting.labels_key].astype(str).to_numpy()
+            test, y_true = label_subset(setting, n, seed)
 
             def test_proba(model: RefineAnnotator) -> pd.DataFrame:
                 return model.predict(setting.query) if test is None else model.predict(reference).iloc[test]  # noqa: B023

@@ -34,6 +34,7 @@ from .refine import (
     predict_outputs,
     seeded,
 )
+from .refine.ensemble import log_loss
 from .refine.graph import GraphBatches
 from .refine.neighbors import neighbor_aggregate
 
@@ -487,7 +488,7 @@ class RefineAnnotator:
                     inputs, train_pos, val_pos, depth, config, class_weight, batch_size, scratch_model=scratch
                 )
             proba = self._member_proba(_Member(self.hidden_, depth, model, kind), inputs, self.labelled_[val_pos], device)
-            val_loss = _cross_entropy(proba, self.codes_[val_pos])
+            val_loss = log_loss(proba, self.codes_[val_pos])
             candidates.append((val_loss, depth, model, history, proba))
         val_loss, depth, model, history, proba = min(candidates, key=lambda c: c[0])
         tried = {int(d): float(v[0]) for d, v in tried.items()} if scratch is not None else {int(c[1]): c[0] for c in candidates}
@@ -788,22 +789,13 @@ def _graph_params(adata: AnnData, graph_key: str) -> dict | None:
     return None if info is None else dict(info.get("params", {}))
 
 
-def _cross_entropy(proba: np.ndarray, codes: np.ndarray, *, balanced: bool = False) -> float:
-    """Mean negative log-likelihood of the true classes; ``balanced``: the mean over classes of each
-    class's mean (every class counts alike, as in macro-F1)."""
-    losses = -np.log(np.clip(proba[np.arange(len(codes)), codes], 1e-12, 1.0))
-    if balanced:
-        return float(np.mean([losses[codes == c].mean() for c in np.unique(codes)]))
-    return float(losses.mean())
-
-
 def _metrics(codes: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
     predicted = proba.argmax(1)
     return {
-        "val_loss": _cross_entropy(proba, codes),
-        "val_balanced_loss": _cross_entropy(proba, codes, balanced=True),
+        "val_loss": log_loss(proba, codes),
+        "val_balanced_loss": log_loss(proba, codes, balanced=True),
         "val_accuracy": float(accuracy_score(codes, predicted)),
         "val_macro_f1": float(f1_score(codes, predicted, average="macro", labels=np.unique(codes), zero_division=0)),
     }

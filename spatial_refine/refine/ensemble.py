@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["greedy_ensemble_weights"]
+__all__ = ["greedy_ensemble_weights", "log_loss"]
 
 
-def _log_loss(proba: np.ndarray, codes: np.ndarray) -> float:
-    return float(-np.log(np.clip(proba[np.arange(len(codes)), codes], 1e-12, 1.0)).mean())
+def log_loss(proba: np.ndarray, codes: np.ndarray, *, balanced: bool = False) -> float:
+    """Mean negative log-likelihood of the true classes ``codes`` under ``proba`` (n_cells, n_classes);
+    ``balanced``: the mean over classes of each class's mean (every class counts alike, as in macro-F1)."""
+    losses = -np.log(np.clip(proba[np.arange(len(codes)), codes], 1e-12, 1.0))
+    if balanced:
+        return float(np.mean([losses[codes == c].mean() for c in np.unique(codes)]))
+    return float(losses.mean())
 
 
 def greedy_ensemble_weights(val_probas: list[np.ndarray], codes: np.ndarray, *, rounds: int = 10) -> np.ndarray:
@@ -45,7 +50,7 @@ def greedy_ensemble_weights(val_probas: list[np.ndarray], codes: np.ndarray, *, 
     counts = np.zeros(len(val_probas), dtype=int)
     total = np.zeros_like(val_probas[0], dtype=np.float64)
     for step in range(1, rounds + 1):
-        losses = [_log_loss((total + proba) / step, codes) for proba in val_probas]
+        losses = [log_loss((total + proba) / step, codes) for proba in val_probas]
         best = int(np.argmin(losses))
         counts[best] += 1
         total += val_probas[best]
