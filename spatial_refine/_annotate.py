@@ -106,7 +106,8 @@ def refine(
         "classes": np.asarray(model.classes_, dtype=object),
         "metrics": {k: v for k, v in model.metrics_.items() if not isinstance(v, dict)},
         # the network width or "linear", and its hops; for an ensemble its members and their weights, heaviest
-        # first: e.g. "64+linear[hops]", "2+1", "0.8+0.2"
+        # first (a cross-fitted network: its two runs, sharing its weight): e.g. "64+64+linear[hops]", "2+1+2",
+        # "0.4+0.4+0.2"
         "hidden": _joined([m.name if m.hidden is None else int(m.hidden) for m in model.members_]),
         "n_layers": _joined([int(m.n_layers) for m in model.members_]),
         "weights": _joined([float(m.weight) for m in model.members_]),

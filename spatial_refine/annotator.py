@@ -98,6 +98,19 @@ class _Member:
 
 
 @dataclass(frozen=True)
+class _Fit:
+    """A candidate fitted on the training split: its validation loss and probabilities (rows: the validation
+    cells in order), its ``(depth, model)`` parts (two for a cross-fitted network), the training curves and
+    the validation loss of each depth tried."""
+
+    val_loss: float
+    parts: list
+    history: Any
+    val_proba: np.ndarray
+    tried: dict
+
+
+@dataclass(frozen=True)
 class _Inputs:
     expression: np.ndarray
     rep: np.ndarray | None
@@ -152,7 +165,9 @@ class RefineAnnotator:
         with replacement, :func:`~spatial_refine.refine.greedy_ensemble_weights`) weights them, and the model
         predicts the weighted mean of their class probabilities (``members_``, the kept ones;
         ``metrics_["hidden_tried"]`` each candidate's validation loss, ``metrics_["ensemble_weights"]`` the
-        weights). Otherwise width 64.
+        weights). The network is cross-fitted for this: trained twice, each time with its depth, start and
+        early-stopping epoch chosen on one half of the validation cells and scored on the other, and it
+        predicts the mean of the two (two members sharing its weight). Otherwise width 64.
     n_layers
         Hops of context of the residual encoder (message-passing layers for the torch-geometric ones), or
         neighbour hops of ``neighbor_logreg``; ``"auto"`` chooses on the validation split among 0-3
@@ -366,7 +381,10 @@ class RefineAnnotator:
         (``metrics_["n_layers_tried"]`` holds each depth's validation loss). With ``hidden="auto"`` REFINE
         (SIGN) does this for the network and for the linear residual (and its hop-only limit; the probe
         limit has no depth), then ensemble selection on the validation cells weights the four:
-        predictions are the weighted mean of the kept members' probabilities (``members_``;
+        predictions are the weighted mean of the kept members' probabilities. The network is cross-fitted on
+        two halves of the validation cells (see ``hidden``): early stopping picks the epoch of lowest loss on
+        the very cells it is scored on, an optimism that made the selection favour the network
+        (``benchmarks/results/diagnose_combination.md``); its two runs cost twice one network (``members_``;
         ``metrics_["hidden_tried"]`` has each candidate's validation loss, ``metrics_["ensemble_weights"]``
         the weights; the other ``metrics_`` are the weighted mean's). Logistic regressions are
         solved by L-BFGS; ``max_epochs``, ``lr``, ``weight_decay``, ``patience`` and ``batch_size`` apply to
@@ -376,7 +394,8 @@ class RefineAnnotator:
         residual) is fitted again on *all* labelled cells once the validation split has chosen its depth, as
         scikit-learn's ``GridSearchCV`` does: it needs no early stopping, so the held-out fifth of the labels
         would otherwise be lost. ``metrics_`` stay those of the models fitted on the split (measured on cells
-        they did not see). Networks keep the model early-stopped on the split. ``train_indices_`` are the
+        they did not see). Networks keep the model early-stopped on the split (the cross-fitted network: its two
+        runs, each early-stopped on one half of the validation cells). ``train_indices_`` are the
         cells the kept models were fitted on.
         """
         if not 0.0 < validation_fraction < 1.0:
@@ -384,6 +403,7 @@ class RefineAnnotator:
         inputs = self._inputs(self.adata)
         index = np.arange(len(self.labelled_))
         train_pos, val_pos = _stratified_split(index, self.codes_, validation_fraction, random_state)
+        val_pos = np.sort(val_pos)  # the order of validation_indices_ (rows of every validation probability)
         depths = [self.params["n_layers"]] if self.params["n_layers"] != "auto" else self._auto_depths()
         if not self.uses_graph:
             depths = [0]
@@ -404,43 +424,52 @@ class RefineAnnotator:
         }
         config = TrainConfig(lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
                              device=device, random_state=random_state, progress=progress)
-        results = {}  # member name -> (candidate, fit on the split)
-        for hidden, kind in self._candidates():
+        candidates = self._candidates()
+        # ensemble selection needs validation probabilities that no choice was made on: a network is
+        # early-stopped (and its depth and start chosen) on its validation cells, so it is cross-fitted on
+        # two halves of them instead (the logistic regressions only choose a depth: kept on the whole split)
+        halves = _halves(val_pos, random_state) if len(candidates) > 1 and len(val_pos) >= 2 else None
+        results = {}  # candidate name -> (candidate, _Fit)
+        for hidden, kind in candidates:
             self.hidden_ = hidden
             candidate = _Member(hidden, 0, None, inputs=kind)
-            results[candidate.name] = candidate, self._fit_depths(
-                inputs, train_pos, val_pos, depths if kind != "rep" else [0], config, class_weight, batch_size,
-                random_state, device, kind,
-            )
+            fit_args = (inputs, train_pos, val_pos, depths if kind != "rep" else [0], config, class_weight, batch_size,
+                        random_state, device, kind)
+            if halves is not None and not self._convex:
+                results[candidate.name] = candidate, self._cross_fit(*fit_args, halves=halves)
+            else:
+                results[candidate.name] = candidate, self._fit_depths(*fit_args)
         names = list(results)
         weights = np.ones(1)
         if len(names) > 1:  # ensemble selection on the validation cells (ties: the earlier candidate)
-            weights = greedy_ensemble_weights([results[n][1][4] for n in names], self.codes_[val_pos],
+            weights = greedy_ensemble_weights([results[n][1].val_proba for n in names], self.codes_[val_pos],
                                               rounds=ENSEMBLE_ROUNDS)
         # the heavier member first, then the lower validation loss
         kept = sorted((n for n, w in zip(names, weights, strict=True) if w > 0),
-                      key=lambda n: (-weights[names.index(n)], results[n][1][0]))
+                      key=lambda n: (-weights[names.index(n)], results[n][1].val_loss))
         members, refitted = [], False
         for name in kept:
-            candidate, (_, depth, model, _, _, _) = results[name]
+            candidate, fitted = results[name]
             self.hidden_ = candidate.hidden
-            if refit and self._convex:  # the split chose the depth; the labels it held out now train too
-                refitted = True
-                model, _ = self._train_sklearn(inputs, index, depth, random_state, class_weight, candidate.inputs)
-            members.append(_Member(candidate.hidden, depth, model, candidate.inputs, float(weights[names.index(name)])))
+            weight = float(weights[names.index(name)])
+            for depth, model in fitted.parts:  # a cross-fitted network: its two halves share the weight
+                if refit and self._convex:  # the split chose the depth; the labels it held out now train too
+                    refitted = True
+                    model, _ = self._train_sklearn(inputs, index, depth, random_state, class_weight, candidate.inputs)
+                members.append(_Member(candidate.hidden, depth, model, candidate.inputs, weight / len(fitted.parts)))
         self.members_ = members
         self.hidden_ = members[0].hidden
         # the training curves of the network candidate, kept or not (a logistic regression has none)
-        self.history_ = next((r[3] for _, r in results.values() if r[3] is not None), None)
+        self.history_ = next((f.history for _, f in results.values() if f.history is not None), None)
         # keep the statistics of the kept depths' columns
         width = self._node_inputs(inputs, max(m.n_layers for m in members)).shape[1]
         self.input_mean_, self.input_std_ = self.input_mean_[:width], self.input_std_[:width]
-        val_proba = sum(w * results[n][1][4] for n, w in zip(names, weights, strict=True))
+        val_proba = sum(w * results[n][1].val_proba for n, w in zip(names, weights, strict=True))
         self.metrics_ = _metrics(self.codes_[val_pos], val_proba)
-        self.metrics_["n_layers_tried"] = results[kept[0]][1][5]
+        self.metrics_["n_layers_tried"] = results[kept[0]][1].tried
         if len(results) > 1:
-            self.metrics_["hidden_tried"] = {n: results[n][1][0] for n in names}
-            self.metrics_["ensemble_weights"] = {m.name: m.weight for m in members}
+            self.metrics_["hidden_tried"] = {n: results[n][1].val_loss for n in names}
+            self.metrics_["ensemble_weights"] = {n: float(weights[names.index(n)]) for n in kept}
         fitted_on = index if refitted else train_pos
         self.metrics_["n_train"], self.metrics_["n_val"] = len(fitted_on), len(val_pos)
         self.metrics_["refit"] = refitted
@@ -462,10 +491,31 @@ class RefineAnnotator:
             return [(AUTO_HIDDEN, "all"), *((None, kind) for kind in LINEAR_INPUTS)]
         return [(AUTO_HIDDEN, "all")]
 
+    def _cross_fit(self, inputs, train_pos, val_pos, depths, config, class_weight, batch_size, random_state, device,
+                   kind="all", *, halves):
+        """:meth:`_fit_depths` twice, each run choosing depth, start and early-stopping epoch on one half of the
+        validation cells and scoring the other half: validation probabilities free of the choices' optimism.
+        ``parts`` holds both models (the member predicts their mean); ``history`` and ``tried`` are the first's."""
+        val_proba = None
+        parts, runs = [], []
+        for chooser, scored in (halves, halves[::-1]):
+            run = self._fit_depths(inputs, train_pos, val_pos[chooser], depths, config, class_weight, batch_size,
+                                   random_state, device, kind)
+            (depth, model), = run.parts
+            proba = self._member_proba(_Member(self.hidden_, depth, model, kind), inputs,
+                                       self.labelled_[val_pos[scored]], device)
+            if val_proba is None:
+                val_proba = np.empty((len(val_pos), proba.shape[1]), dtype=proba.dtype)
+            val_proba[scored] = proba
+            parts.append((depth, model))
+            runs.append(run)
+        val_loss = log_loss(val_proba, self.codes_[val_pos])
+        return _Fit(val_loss, parts, runs[0].history, val_proba, runs[0].tried)
+
     def _fit_depths(self, inputs, train_pos, val_pos, depths, config, class_weight, batch_size, random_state, device,
                     kind="all"):
         """Train the model of width ``self.hidden_`` (a logistic regression: reading ``kind``) at each candidate
-        depth; return the best one as ``(val_loss, depth, model, history, val_proba, {depth: val_loss})``."""
+        depth; return the one of the lowest validation loss as a :class:`_Fit`."""
         scratch = None
         if STRATEGIES[self.params["strategy"]][0] == "refine" and not self._convex:
             # the depth is the residual encoder's: choose it on the residual path alone (the model from
@@ -492,7 +542,7 @@ class RefineAnnotator:
             candidates.append((val_loss, depth, model, history, proba))
         val_loss, depth, model, history, proba = min(candidates, key=lambda c: c[0])
         tried = {int(d): float(v[0]) for d, v in tried.items()} if scratch is not None else {int(c[1]): c[0] for c in candidates}
-        return val_loss, depth, model, history, proba, tried
+        return _Fit(val_loss, [(depth, model)], history, proba, tried)
 
     def _auto_depths(self) -> list[int]:
         if self.params["strategy"] == "neighbor_logreg" or self._uses_hops:
@@ -770,6 +820,12 @@ def _stratified_split(index: np.ndarray, codes: np.ndarray, fraction: float, ran
     if np.bincount(codes).min() >= 2 and n - n_val >= n_classes:
         return train_test_split(index, test_size=n_val, random_state=random_state, stratify=codes)
     return train_test_split(index, test_size=fraction, random_state=random_state)
+
+
+def _halves(val_pos: np.ndarray, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two random halves of the validation cells, as positions into ``val_pos``."""
+    order = np.random.default_rng(random_state).permutation(len(val_pos))
+    return order[: len(order) // 2], order[len(order) // 2 :]
 
 
 def _align_genes(matrix: Any, genes: np.ndarray, reference: np.ndarray) -> np.ndarray:

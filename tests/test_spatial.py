@@ -146,15 +146,39 @@ def _logreg_proba(features, labels, fit_cells, cells):
     return clf.predict_proba(scaler.transform(features[cells]))
 
 
-def test_auto_width_weights_refine_fits_by_ensemble_selection(tmp_path):
+def _halves_network(adata, val, random_state, monkeypatch):
+    """The cross-fitted network rebuilt from public pieces: two ``hidden=64`` networks trained on the labelled
+    cells outside ``val``, each validated (early stopping, depth, start) on one random half of ``val`` (obs
+    positions, sorted); returns both and the validation probabilities, each half scored by the other's network."""
+    import spatial_refine.annotator as annotator_module
+
+    labelled = np.flatnonzero(adata.obs["train_label"].notna())
+    val_pos = np.searchsorted(labelled, val)
+    train_pos = np.setdiff1d(np.arange(len(labelled)), val_pos)
+    order = np.random.default_rng(random_state).permutation(len(val))
+    halves = order[: len(val) // 2], order[len(val) // 2 :]
+    networks, val_proba = [], np.zeros((len(val), adata.obs["label"].nunique()))
+    for chooser, scored in (halves, halves[::-1]):
+        monkeypatch.setattr(annotator_module, "_stratified_split", lambda *a, c=chooser, **k: (train_pos, val_pos[c]))
+        network = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=64)
+        networks.append(network.train(max_epochs=40, random_state=random_state))
+        np.testing.assert_array_equal(network.validation_indices_, np.sort(val[chooser]))
+        val_proba[scored] = network.predict().to_numpy()[val[scored]]
+    monkeypatch.undo()
+    return networks, val_proba
+
+
+def test_auto_width_weights_refine_fits_by_ensemble_selection(tmp_path, monkeypatch):
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
     auto = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
-    network = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=64).train(max_epochs=40)
     linear = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=None).train()
+    networks, network_val = _halves_network(adata, auto.validation_indices_, 0, monkeypatch)
     tried = auto.metrics_["hidden_tried"]
     assert list(tried) == ["64", "linear", "linear[hops]", "linear[rep]"]
-    assert tried["64"] == pytest.approx(network.metrics_["val_loss"], abs=1e-6)
+    codes = pd.Categorical(adata.obs["train_label"].iloc[auto.validation_indices_], categories=auto.classes_).codes
+    # the network's validation loss is that of the cross-fitted probabilities, on cells no choice was made on
+    assert tried["64"] == pytest.approx(-np.log(network_val[np.arange(len(codes)), codes]).mean(), abs=1e-5)
     assert tried["linear"] == pytest.approx(linear.metrics_["val_loss"], abs=1e-6)
 
     # every candidate rebuilt independently: the hop features [x, P x] by hand, P = D^-1 A
@@ -165,23 +189,28 @@ def test_auto_width_weights_refine_fits_by_ensemble_selection(tmp_path):
     labelled = np.flatnonzero(adata.obs["train_label"].notna())
     val = auto.validation_indices_
     split = np.setdiff1d(labelled, val)
-    val_probas = [network.predict().to_numpy()[val]]  # the network is not refitted
-    val_probas += [_logreg_proba(x, labels, split, val) for x in inputs.values()]
+    val_probas = [network_val] + [_logreg_proba(x, labels, split, val) for x in inputs.values()]
     for name, proba in zip(["linear[hops]", "linear[rep]"], val_probas[2:], strict=True):
-        assert tried[name] == pytest.approx(-np.log(proba[np.arange(len(val)), pd.factorize(labels[val], sort=True)[0]]).mean(), abs=1e-4)
-    codes = pd.Categorical(labels[val], categories=auto.classes_).codes
+        assert tried[name] == pytest.approx(-np.log(proba[np.arange(len(val)), codes]).mean(), abs=1e-4)
     weights = greedy_ensemble_weights(val_probas, codes, rounds=10)
+    assert weights[0] > 0  # the network is kept here: its two runs are checked below
     names = list(tried)
     assert auto.metrics_["ensemble_weights"] == pytest.approx({n: w for n, w in zip(names, weights, strict=True) if w > 0})
-    assert [m.name for m in auto.members_] == sorted((n for n, w in zip(names, weights, strict=True) if w > 0),
-                                                     key=lambda n: (-weights[names.index(n)], tried[n]))
-    assert auto.hidden_ == auto.members_[0].hidden and auto.is_ensemble == (np.count_nonzero(weights) > 1)
+    # members: the kept candidates, heavier first; the network as its two runs, sharing its weight
+    kept = sorted((n for n, w in zip(names, weights, strict=True) if w > 0),
+                  key=lambda n: (-weights[names.index(n)], tried[n]))
+    assert [m.name for m in auto.members_] == [m for n in kept for m in ([n, n] if n == "64" else [n])]
+    assert [m.weight for m in auto.members_] == pytest.approx(
+        [w for n in kept for w in ([weights[0] / 2] * 2 if n == "64" else [weights[names.index(n)]])])
+    assert auto.hidden_ == auto.members_[0].hidden and auto.is_ensemble
     # validation metrics: those of the weighted mean of the models fitted on the split, on cells none saw
     mean = sum(w * p for w, p in zip(weights, val_probas, strict=True))
     assert auto.metrics_["val_loss"] == pytest.approx(-np.log(mean[np.arange(len(val)), codes]).mean(), abs=1e-4)
-    # predictions: the weighted mean of the network and of the logistic regressions refitted on every label
+    # predictions: the weighted mean of the network (its two runs' mean) and of the logistic regressions
+    # refitted on every label
     everything = np.arange(adata.n_obs)
-    final = [network.predict().to_numpy()] + [_logreg_proba(x, labels, labelled, everything) for x in inputs.values()]
+    final = [(networks[0].predict().to_numpy() + networks[1].predict().to_numpy()) / 2]
+    final += [_logreg_proba(x, labels, labelled, everything) for x in inputs.values()]
     expected = sum(w * p for w, p in zip(weights, final, strict=True))
     np.testing.assert_allclose(auto.predict().to_numpy(), expected, atol=1e-4)
     assert auto.metrics_["refit"] and len(auto.train_indices_) == len(labelled)
@@ -248,7 +277,7 @@ def test_refine_residual_start_is_exactly_the_gnn_baseline_model():
     adata = grid_tissue()
     hide_labels(adata, 0.5)
     gnn = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn", n_layers=1).train(max_epochs=40)
-    refine = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
+    refine = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=64).train(max_epochs=40)
     residual_start = refine.metrics_["n_layers_tried"][1]
     assert residual_start == pytest.approx(gnn.metrics_["val_loss"], rel=1e-5)
     assert refine.history_.start_val_loss["residual"] <= residual_start + 1e-6
