@@ -8,10 +8,12 @@ validation probabilities) and refitted on all labelled cells (for test probabili
 combination rules offline, with no refitting: the mean of the network and the linear residual (the default
 before ensemble selection), weights or penalties picked on validation, and greedy ensemble selection
 (:func:`spatial_refine.refine.greedy_ensemble_weights`) over several candidate pools, against the best
-baseline of ``spatial_annotation-runs.csv``.
+baseline of ``spatial_annotation-runs.csv``. ``--add-crossfit`` adds the network cross-fitted on two halves of
+the validation cells (as the package now fits it for ensemble selection) and scores selection with it.
 
     python benchmarks/diagnose_combination.py --settings osmfish-cluster:300 osmfish-cluster:1000 --out /tmp/diag
     python benchmarks/diagnose_combination.py --add-depths --out /tmp/diag   # optional: every depth a candidate
+    python benchmarks/diagnose_combination.py --add-crossfit --out /tmp/diag  # optional: cross-fitted network
     python benchmarks/diagnose_combination.py --report /tmp/diag
     # -> benchmarks/results/diagnose_combination.{md,csv}
 """
@@ -88,6 +90,45 @@ def add_depths(setting, n: int, rep: str, seed: int, out: Path) -> None:
     print(f"{path.name}: depths added", flush=True)
 
 
+def add_crossfit(setting, n: int, rep: str, seed: int, out: Path) -> None:
+    """Add cross-fitted network probabilities to a stored fit: the validation cells of the package's split are
+    halved; the network (``hidden=64``, depth, start and early stopping all chosen on one half) predicts the
+    other half, and the two networks' mean predicts the test cells (``netcf_val`` / ``netcf_test``). Its
+    validation probabilities have seen no selection on the cells they score, unlike ``net_val`` (early-stopped
+    on those very cells)."""
+    import spatial_refine.annotator as annotator_module
+
+    path = out / f"{setting.name}_{n}_{rep}_{seed}.npz"
+    arrays = dict(np.load(path))
+    if "netcf_test" in arrays:
+        return
+    start = time.perf_counter()
+    reference = setting.reference
+    test, _ = label_subset(setting, n, seed)
+    probe = RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=64)
+    index = np.arange(len(probe.labelled_))
+    train_pos, val_pos = annotator_module._stratified_split(index, probe.codes_, 0.2, seed)
+    val_pos = np.sort(val_pos)
+    val_cells = probe.labelled_[val_pos]  # the stored order of the validation cells
+    halves = tuple(val_pos[half] for half in annotator_module._halves(val_pos, seed))  # as the package halves them
+    original = annotator_module._stratified_split
+    val_proba, test_proba = np.zeros_like(arrays["net_val"]), 0.0
+    try:
+        for stop, scored in (halves, halves[::-1]):
+            annotator_module._stratified_split = lambda *a, stop=stop, **k: (train_pos, stop)
+            model = RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=64).train(random_state=seed)
+            ref = model.predict(reference).to_numpy()
+            rows = np.searchsorted(val_cells, probe.labelled_[scored])
+            val_proba[rows] = ref[probe.labelled_[scored]]
+            test_proba = test_proba + 0.5 * (model.predict(setting.query).to_numpy() if test is None else ref[test])
+    finally:
+        annotator_module._stratified_split = original
+        del reference.obs["_train_labels"]
+    arrays["netcf_val"], arrays["netcf_test"] = val_proba, test_proba
+    np.savez_compressed(path, **arrays)
+    print(f"{path.name} cross-fit: {time.perf_counter() - start:.0f} s", flush=True)
+
+
 def fit_setting(setting, n: int, rep: str, seed: int, out: Path) -> None:
     path = out / f"{setting.name}_{n}_{rep}_{seed}.npz"
     if path.exists():
@@ -139,6 +180,14 @@ def score_rules(path: Path) -> dict:
         row[f"ensemble selection, {name}"] = f1(sum(wk * test(k) for wk, k in zip(weights, pool, strict=True)))
         if name == "small":
             row["weights"] = " ".join(f"{k}:{wk:g}" for k, wk in zip(pool, weights, strict=True) if wk > 0)
+    if "netcf_val" in d:  # stored by --add-crossfit: the network's validation probabilities saw no selection
+        pool = ("netcf", "lin1", "lin0", "probe")
+        weights = greedy_ensemble_weights([val(k) for k in pool], y_val, rounds=10)
+        row["netcf"] = f1(test("netcf"))
+        row["ensemble selection, cross-fitted network"] = f1(sum(wk * test(k) for wk, k in zip(weights, pool, strict=True)))
+        row["ensemble selection, cross-fitted weights, one network"] = f1(
+            sum(wk * test(k) for wk, k in zip(weights, ("net", *pool[1:]), strict=True)))
+        row["weights cross-fitted"] = " ".join(f"{k}:{wk:g}" for k, wk in zip(pool, weights, strict=True) if wk > 0)
     if "lin0_d3_val" in d:  # stored by --add-depths: every depth of the linear fits as its own candidate
         pool = ("net", "probe", *(f"lin{s}_d{depth}" for s in (1, 0) for depth in range(4)))
         for rounds in (10, 20):
@@ -161,7 +210,9 @@ def report(folder: Path, out: Path, run: str) -> None:
     rows = pd.DataFrame([score_rules(p) for p in sorted(folder.glob("*.npz"))])
     baselines = pd.read_csv(RESULTS / "spatial_annotation-runs.csv")
     baselines = baselines[~baselines.method.str.startswith("logreg_probe")]  # the table this diagnostic started from
-    rules = [c for c in rows.columns if c not in ("task", "n", "rep", "seed", "weights", "net", "lin1", "lin0", "probe")]
+    crossfit = [c for c in rows.columns if "cross-fitted" in c or c == "netcf"]
+    rules = [c for c in rows.columns
+             if c not in ("task", "n", "rep", "seed", "weights", "net", "lin1", "lin0", "probe", *crossfit)]
     best = {}
     for (task, n, rep), _ in rows.groupby(["task", "n", "rep"]):
         best[(task, n, rep)] = best_baselines(baselines, task, n, rep)
@@ -198,8 +249,38 @@ def report(folder: Path, out: Path, run: str) -> None:
         name = best[(task, n, rep)][0]
         lines.append(f"| {task} | {n} | {rep} | " + " | ".join(f"{group[r].mean():.3f}" for r in rules)
                      + f" | {name} {group['best baseline'].mean():.3f} |")
+    if crossfit:
+        lines += _crossfit_section(rows.dropna(subset=["netcf"]))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(out.with_suffix(".md").read_text())
+
+
+def _crossfit_section(rows: pd.DataFrame) -> list[str]:
+    """The settings with cross-fitted network fits (``--add-crossfit``): ensemble selection with the network's
+    validation probabilities early-stopped on those cells (the default before) or cross-fitted."""
+    rules = {"ensemble selection, small": "network early-stopped on the scored cells",
+             "ensemble selection, cross-fitted network": "network cross-fitted (two runs, their mean predicts)",
+             "ensemble selection, cross-fitted weights, one network": "cross-fitted weights, the network early-stopped on all validation cells predicts"}
+    complete = rows.groupby(["task", "n", "rep"]).filter(lambda g: len(g) == 5)
+    lines = ["", "### The network's validation probabilities: early-stopped on the scored cells, or cross-fitted", "",
+             "The network member is early-stopped (and its depth and start chosen) on the validation cells that "
+             "ensemble selection then scores it on: optimistic probabilities. `--add-crossfit` trains it twice "
+             "more, each run choosing on one random half of the validation cells and scoring the other half; "
+             f"settings with all 5 seeds of such fits: {complete.groupby(['task', 'n', 'rep']).ngroups}. "
+             "Columns as in the first table.", "",
+             "| rule | mean macro-F1 | minus best baseline (mean over settings) | worst setting | below by > 2 SE |",
+             "|---|---|---|---|---|"]
+    for rule, label in rules.items():
+        diffs = [(g[rule] - g["best baseline"]) for _, g in complete.groupby(["task", "n", "rep"])]
+        below = sum(d.mean() < -2 * d.std(ddof=1) / np.sqrt(len(d)) for d in diffs)
+        lines.append(f"| {label} | {complete[rule].mean():.4f} | {np.mean([d.mean() for d in diffs]):+.4f} | "
+                     f"{np.min([d.mean() for d in diffs]):+.3f} | {below} / {len(diffs)} |")
+    lines += ["", "| task | n | rep | `net` | `netcf` | " + " | ".join(rules.values()) + " | best baseline |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for (task, n, rep), g in complete.groupby(["task", "n", "rep"]):
+        lines.append(f"| {task} | {n} | {rep} | {g.net.mean():.3f} | {g.netcf.mean():.3f} | "
+                     + " | ".join(f"{g[r].mean():.3f}" for r in rules) + f" | {g['best baseline'].mean():.3f} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", type=Path, default=None, metavar="FOLDER", help="no fitting: score the stored fits")
     parser.add_argument("--run", default="", help="with --report: how and when the stored fits were made")
     parser.add_argument("--add-depths", action="store_true", help="add every depth's linear fits to stored fits")
+    parser.add_argument("--add-crossfit", action="store_true", help="add cross-fitted network fits to stored fits")
     args = parser.parse_args(argv)
     if args.report:
         report(args.report, RESULTS / "diagnose_combination", args.run)
@@ -224,7 +306,8 @@ def main(argv: list[str] | None = None) -> None:
         name, n = item.split(":")
         for rep in args.reps:
             for seed in args.seeds:
-                (add_depths if args.add_depths else fit_setting)(settings[name], int(n), rep, seed, args.out)
+                step = add_crossfit if args.add_crossfit else add_depths if args.add_depths else fit_setting
+                step(settings[name], int(n), rep, seed, args.out)
 
 
 if __name__ == "__main__":
