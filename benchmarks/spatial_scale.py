@@ -252,7 +252,8 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
         "REFINE from each), validation every epoch, then predict every cell. Encoder `linear` (where run): the "
         "linear SIGN residual (`hidden=None`, 2 hops), a logistic regression solved by L-BFGS on the split, then refitted on all labelled cells, no epochs; the "
         "default `hidden=\"auto\"` (encoder `auto`) fits it, the same regression on the hop features alone and on the frozen "
-        "representation alone, and `sign`, then weights them by greedy ensemble selection on the validation cells and "
+        "representation alone, and `sign` twice (cross-fitted: each run validated on one half of the validation cells, "
+        "scored on the other), then weights them by greedy ensemble selection on the validation cells and "
         "predicts the weighted mean of the kept fits' probabilities (the weights are listed). Each row is a fresh process. "
         "Times in seconds, memory = peak RSS in GiB (per phase: sampled every 10 ms). "
         "Load average (1 min) before / after each run is given: other engineers share the machine.",
