@@ -93,11 +93,6 @@ def report(rows: pd.DataFrame, out: Path, seconds: float) -> None:
     print(out.with_suffix(".md").read_text())
 
 
-def rewrite(out: Path) -> None:
-    """The markdown again from the committed CSV (no fitting)."""
-    report(pd.read_csv(out.with_suffix(".csv")), out, float("nan"))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", type=Path, default=Path("/tmp/diagnose_combination"),
