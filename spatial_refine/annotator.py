@@ -364,6 +364,7 @@ class RefineAnnotator:
         class_weight: Literal["balanced"] | None = None,
         batch_size: int | Literal["auto"] = "auto",
         refit: bool = True,
+        depth_folds: int | None = None,
         device: str = "auto",
         random_state: int = 0,
         progress: bool = False,
@@ -397,7 +398,17 @@ class RefineAnnotator:
         they did not see). Networks keep the model early-stopped on the split (the cross-fitted network: its two
         runs, each early-stopped on one half of the validation cells). ``train_indices_`` are the
         cells the kept models were fitted on.
+
+        ``depth_folds=k``: a logistic regression chooses its depth by ``k``-fold cross-validation on all
+        labelled cells (stratified, shuffled with ``random_state``; fewer folds when a class has fewer than
+        ``k`` cells), lowest log-loss, as ``GridSearchCV`` would, instead of on the one validation split (which
+        still gives its validation metrics and ensemble-selection probabilities). Five fits per depth instead
+        of one; ``benchmarks/results/diagnose_linear_depth.md`` measures the choice. Networks always choose on
+        the split.
         """
+        if depth_folds is not None and (isinstance(depth_folds, bool) or not isinstance(depth_folds, int)
+                                        or depth_folds < 2):
+            raise ValueError(f"depth_folds must be an integer >= 2 or None, got {depth_folds!r}.")
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
         inputs = self._inputs(self.adata)
@@ -420,6 +431,7 @@ class RefineAnnotator:
             "class_weight": class_weight,
             "batch_size": batch_size,
             "refit": refit,
+            "depth_folds": depth_folds,
             "random_state": random_state,
         }
         config = TrainConfig(lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
@@ -529,6 +541,11 @@ class RefineAnnotator:
                 tried[depth] = (history.best_val_loss, model)
             best_depth = min(tried, key=lambda d: tried[d][0])
             scratch, depths = tried[best_depth][1], [best_depth]
+        cv_tried = None
+        if self._convex and self.train_settings_.get("depth_folds") and len(depths) > 1:
+            # the depth by cross-validation on every labelled cell; the split then fits the chosen one
+            cv_tried = self._cv_losses(inputs, depths, random_state, class_weight, kind)
+            depths = [min(cv_tried, key=cv_tried.get)]
         candidates = []
         for depth in depths:
             if self._convex:
@@ -541,8 +558,30 @@ class RefineAnnotator:
             val_loss = log_loss(proba, self.codes_[val_pos])
             candidates.append((val_loss, depth, model, history, proba))
         val_loss, depth, model, history, proba = min(candidates, key=lambda c: c[0])
-        tried = {int(d): float(v[0]) for d, v in tried.items()} if scratch is not None else {int(c[1]): c[0] for c in candidates}
+        if scratch is not None:
+            tried = {int(d): float(v[0]) for d, v in tried.items()}
+        elif cv_tried is not None:
+            tried = cv_tried
+        else:
+            tried = {int(c[1]): c[0] for c in candidates}
         return _Fit(val_loss, [(depth, model)], history, proba, tried)
+
+    def _cv_losses(self, inputs, depths, random_state, class_weight, kind) -> dict[int, float]:
+        """Cross-validated log-loss on all labelled cells of the logistic regression at each depth."""
+        from sklearn.model_selection import StratifiedKFold
+
+        folds = min(self.train_settings_["depth_folds"], int(np.bincount(self.codes_).min()))
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=random_state)
+        splits = list(splitter.split(np.zeros(len(self.codes_)), self.codes_))
+        losses = {}
+        for depth in depths:
+            proba = np.empty((len(self.codes_), len(self.classes_)), dtype=np.float32)
+            for fit_pos, held_pos in splits:
+                model, _ = self._train_sklearn(inputs, fit_pos, depth, random_state, class_weight, kind)
+                proba[held_pos] = self._member_proba(_Member(None, depth, model, kind), inputs,
+                                                     self.labelled_[held_pos], "cpu")
+            losses[int(depth)] = log_loss(proba, self.codes_)
+        return losses
 
     def _auto_depths(self) -> list[int]:
         if self.params["strategy"] == "neighbor_logreg" or self._uses_hops:

@@ -495,3 +495,42 @@ def test_models_saved_in_format_1_still_load(tmp_path, options):
     loaded = sr.RefineAnnotator.load(old)
     assert (loaded.hidden_, loaded.n_layers_) == (model.hidden_, model.n_layers_)
     pd.testing.assert_frame_equal(loaded.predict(adata), model.predict())
+
+
+def test_depth_folds_choose_the_logistic_regression_depth_by_cross_validation():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    adata = grid_tissue(side=12)
+    hide_labels(adata, 0.3)
+    model = sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train(depth_folds=4, random_state=3)
+    # independently: hop features [x, P x, P^2 x, P^3 x] with P the binary neighbour mean, scikit-learn's
+    # cross-validated probabilities of the same folds, the depth of lowest log-loss
+    binary = (adata.obsp["spatial_connectivities"] > 0).astype(float).tolil()
+    binary.setdiag(0)
+    binary = binary.tocsr()
+    P = binary.multiply(1.0 / np.asarray(binary.sum(1))).tocsr()
+    blocks = [adata.X]
+    for _ in range(3):
+        blocks.append(P @ blocks[-1])
+    labelled = np.flatnonzero(adata.obs["train_label"].notna())
+    codes = pd.Categorical(adata.obs["train_label"].iloc[labelled], categories=model.classes_).codes
+    folds = StratifiedKFold(4, shuffle=True, random_state=3)
+    losses = {}
+    for depth in range(4):
+        features = np.hstack(blocks[: depth + 1])[labelled]
+        proba = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), features, codes,
+                                  cv=folds, method="predict_proba")
+        losses[depth] = -np.log(proba[np.arange(len(codes)), codes]).mean()
+    assert model.metrics_["n_layers_tried"] == pytest.approx(losses, abs=1e-3)
+    assert model.n_layers_ == min(losses, key=losses.get)
+    # then refitted on every label at that depth, as without cross-validation
+    expected = _logreg_proba(np.hstack(blocks[: model.n_layers_ + 1]), adata.obs["train_label"].astype(str).to_numpy(),
+                             labelled, np.arange(adata.n_obs))
+    np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-4)
+    # the default chooses on the split; bad values are refused
+    assert sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train().train_settings_["depth_folds"] is None
+    with pytest.raises(ValueError, match="depth_folds"):
+        sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(depth_folds=1)
