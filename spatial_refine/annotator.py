@@ -456,19 +456,19 @@ class RefineAnnotator:
         if len(names) > 1:  # ensemble selection on the validation cells (ties: the earlier candidate)
             weights = greedy_ensemble_weights([results[n][1].val_proba for n in names], self.codes_[val_pos],
                                               rounds=ENSEMBLE_ROUNDS)
+        weight_of = {n: float(w) for n, w in zip(names, weights, strict=True)}
         # the heavier member first, then the lower validation loss
-        kept = sorted((n for n, w in zip(names, weights, strict=True) if w > 0),
-                      key=lambda n: (-weights[names.index(n)], results[n][1].val_loss))
+        kept = sorted((n for n in names if weight_of[n] > 0), key=lambda n: (-weight_of[n], results[n][1].val_loss))
         members, refitted = [], False
         for name in kept:
             candidate, fitted = results[name]
             self.hidden_ = candidate.hidden
-            weight = float(weights[names.index(name)])
             for depth, model in fitted.parts:  # a cross-fitted network: its two halves share the weight
                 if refit and self._convex:  # the split chose the depth; the labels it held out now train too
                     refitted = True
                     model, _ = self._train_sklearn(inputs, index, depth, random_state, class_weight, candidate.inputs)
-                members.append(_Member(candidate.hidden, depth, model, candidate.inputs, weight / len(fitted.parts)))
+                members.append(_Member(candidate.hidden, depth, model, candidate.inputs,
+                                       weight_of[name] / len(fitted.parts)))
         self.members_ = members
         self.hidden_ = members[0].hidden
         # the training curves of the network candidate, kept or not (a logistic regression has none)
@@ -476,12 +476,12 @@ class RefineAnnotator:
         # keep the statistics of the kept depths' columns
         width = self._node_inputs(inputs, max(m.n_layers for m in members)).shape[1]
         self.input_mean_, self.input_std_ = self.input_mean_[:width], self.input_std_[:width]
-        val_proba = sum(w * results[n][1].val_proba for n, w in zip(names, weights, strict=True))
+        val_proba = sum(weight_of[n] * results[n][1].val_proba for n in names)
         self.metrics_ = _metrics(self.codes_[val_pos], val_proba)
         self.metrics_["n_layers_tried"] = results[kept[0]][1].tried
         if len(results) > 1:
             self.metrics_["hidden_tried"] = {n: results[n][1].val_loss for n in names}
-            self.metrics_["ensemble_weights"] = {n: float(weights[names.index(n)]) for n in kept}
+            self.metrics_["ensemble_weights"] = {n: weight_of[n] for n in kept}
         fitted_on = index if refitted else train_pos
         self.metrics_["n_train"], self.metrics_["n_val"] = len(fitted_on), len(val_pos)
         self.metrics_["refit"] = refitted
@@ -508,17 +508,14 @@ class RefineAnnotator:
         """:meth:`_fit_depths` twice, each run choosing depth, start and early-stopping epoch on one half of the
         validation cells and scoring the other half: validation probabilities free of the choices' optimism.
         ``parts`` holds both models (the member predicts their mean); ``history`` and ``tried`` are the first's."""
-        val_proba = None
+        val_proba = np.empty((len(val_pos), len(self.classes_)), dtype=np.float32)
         parts, runs = [], []
         for chooser, scored in (halves, halves[::-1]):
             run = self._fit_depths(inputs, train_pos, val_pos[chooser], depths, config, class_weight, batch_size,
                                    random_state, device, kind)
             (depth, model), = run.parts
-            proba = self._member_proba(_Member(self.hidden_, depth, model, kind), inputs,
-                                       self.labelled_[val_pos[scored]], device)
-            if val_proba is None:
-                val_proba = np.empty((len(val_pos), proba.shape[1]), dtype=proba.dtype)
-            val_proba[scored] = proba
+            val_proba[scored] = self._member_proba(_Member(self.hidden_, depth, model, kind), inputs,
+                                                   self.labelled_[val_pos[scored]], device)
             parts.append((depth, model))
             runs.append(run)
         val_loss = log_loss(val_proba, self.codes_[val_pos])
