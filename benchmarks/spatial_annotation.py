@@ -63,15 +63,12 @@ SCANVI_EPOCHS = (100, 20)  # scVI, then scANVI: fewer than scvi-tools' own heuri
 METHOD_OPTIONS = {
     "gnn_sage": {"strategy": "gnn", "encoder": "sage"},
     "refine_linear": {"strategy": "refine", "hidden": None},  # linear residual: logreg on [hops, f_rep]
-    "refine_cvdepth": {"strategy": "refine"},
 }
 #: options of ``train`` per method (default: none)
-METHOD_TRAIN_OPTIONS = {
-    "refine_cvdepth": {"depth_folds": 5},  # the default with the linear members' depth by 5-fold CV
-}
+METHOD_TRAIN_OPTIONS: dict[str, dict] = {}
 REP_METHODS = ("linear_probe", "logreg_probe", "adapter", "refine", "refine_linear")
 #: variants on the frozen representation run only when named in --methods
-OPTIONAL_REP_METHODS = ("refine_cvdepth",)
+OPTIONAL_REP_METHODS: tuple[str, ...] = ()
 
 
 @dataclass
@@ -388,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--tasks", nargs="+", default=None, help="subset of task names")
     parser.add_argument("--methods", nargs="+", default=[*REP_FREE, *REP_METHODS],
-                        help="methods to run; also 'scanvi' (needs scvi-tools) and 'refine_cvdepth' (train(depth_folds=5)), not in the default list")
+                        help="methods to run; also 'scanvi' (needs scvi-tools), not in the default list")
     parser.add_argument("--reps", nargs="+", default=None, help="subset of frozen representations (encoder, pca, scgpt)")
     parser.add_argument("--scgpt", default=os.environ.get("SPATIAL_REFINE_SCGPT_DIR"), help="scGPT checkpoint folder")
     parser.add_argument("--quick", action="store_true", help="smoke run: n=100, one seed")

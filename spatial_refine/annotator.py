@@ -75,6 +75,11 @@ MINIBATCH_SEEDS = 1024
 #: far less memory, and larger batches share their k-hop halo (at 1M cells the subgraph of 1,024 seeds
 #: has about 2x their number of nodes, that of 16,384 about 1.4x)
 INFERENCE_MIN_SEEDS = 16_384
+# depth_folds="auto": logistic regressions choose their depth by this many folds of cross-validation when there
+# are at most CV_DEPTH_MAX_LABELLED labelled cells (a 20% split of a few hundred cells is a noisy judge, and the
+# fits are cheap); above, on the validation split (thousands of cells judge well; 5x the fits would cost minutes)
+CV_DEPTH_FOLDS = 5
+CV_DEPTH_MAX_LABELLED = 10_000
 
 
 @dataclass(frozen=True)
@@ -364,7 +369,7 @@ class RefineAnnotator:
         class_weight: Literal["balanced"] | None = None,
         batch_size: int | Literal["auto"] = "auto",
         refit: bool = True,
-        depth_folds: int | None = None,
+        depth_folds: int | Literal["auto"] | None = "auto",
         device: str = "auto",
         random_state: int = 0,
         progress: bool = False,
@@ -392,7 +397,7 @@ class RefineAnnotator:
         the networks only.
 
         ``refit=True`` (default): a logistic regression (``logreg``, ``neighbor_logreg``, the linear
-        residual) is fitted again on *all* labelled cells once the validation split has chosen its depth, as
+        residual) is fitted again on *all* labelled cells once its depth is chosen (see ``depth_folds``), as
         scikit-learn's ``GridSearchCV`` does: it needs no early stopping, so the held-out fifth of the labels
         would otherwise be lost. ``metrics_`` stay those of the models fitted on the split (measured on cells
         they did not see). Networks keep the model early-stopped on the split (the cross-fitted network: its two
@@ -402,13 +407,17 @@ class RefineAnnotator:
         ``depth_folds=k``: a logistic regression chooses its depth by ``k``-fold cross-validation on all
         labelled cells (stratified, shuffled with ``random_state``; fewer folds when a class has fewer than
         ``k`` cells), lowest log-loss, as ``GridSearchCV`` would, instead of on the one validation split (which
-        still gives its validation metrics and ensemble-selection probabilities). Five fits per depth instead
-        of one; ``benchmarks/results/diagnose_linear_depth.md`` measures the choice. Networks always choose on
-        the split.
+        still gives its validation metrics and ensemble-selection probabilities); ``None``: on the split.
+        ``"auto"`` (default): 5 folds up to 10,000 labelled cells, where one split of a fifth of them is a noisy
+        judge and the fits are cheap, the split above (``train_settings_["depth_folds"]`` holds the choice).
+        Five fits per depth instead of one; ``benchmarks/results/diagnose_linear_depth.md`` measures the
+        choice. Networks always choose on the split.
         """
-        if depth_folds is not None and (isinstance(depth_folds, bool) or not isinstance(depth_folds, int)
-                                        or depth_folds < 2):
-            raise ValueError(f"depth_folds must be an integer >= 2 or None, got {depth_folds!r}.")
+        if depth_folds == "auto":
+            depth_folds = CV_DEPTH_FOLDS if len(self.labelled_) <= CV_DEPTH_MAX_LABELLED else None
+        elif depth_folds is not None and (isinstance(depth_folds, bool) or not isinstance(depth_folds, int)
+                                          or depth_folds < 2):
+            raise ValueError(f"depth_folds must be 'auto', an integer >= 2 or None, got {depth_folds!r}.")
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
         inputs = self._inputs(self.adata)
@@ -464,7 +473,7 @@ class RefineAnnotator:
             candidate, fitted = results[name]
             self.hidden_ = candidate.hidden
             for depth, model in fitted.parts:  # a cross-fitted network: its two halves share the weight
-                if refit and self._convex:  # the split chose the depth; the labels it held out now train too
+                if refit and self._convex:  # the depth is chosen; the labels the split held out now train too
                     refitted = True
                     model, _ = self._train_sklearn(inputs, index, depth, random_state, class_weight, candidate.inputs)
                 members.append(_Member(candidate.hidden, depth, model, candidate.inputs,

@@ -530,7 +530,35 @@ def test_depth_folds_choose_the_logistic_regression_depth_by_cross_validation():
     expected = _logreg_proba(np.hstack(blocks[: model.n_layers_ + 1]), adata.obs["train_label"].astype(str).to_numpy(),
                              labelled, np.arange(adata.n_obs))
     np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-4)
-    # the default chooses on the split; bad values are refused
-    assert sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train().train_settings_["depth_folds"] is None
-    with pytest.raises(ValueError, match="depth_folds"):
-        sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(depth_folds=1)
+    # None chooses on the split: the depth of lowest loss on the validation cells, by scikit-learn
+    split = sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train(depth_folds=None, random_state=3)
+    val = split.validation_indices_
+    fit = np.setdiff1d(labelled, val)
+    val_codes = pd.Categorical(adata.obs["train_label"].iloc[val], categories=split.classes_).codes
+    split_losses = {}
+    for depth in range(4):
+        proba = _logreg_proba(np.hstack(blocks[: depth + 1]), adata.obs["train_label"].astype(str).to_numpy(), fit, val)
+        split_losses[depth] = -np.log(proba[np.arange(len(val)), val_codes]).mean()
+    assert split.metrics_["n_layers_tried"] == pytest.approx(split_losses, abs=1e-3)
+    assert split.train_settings_["depth_folds"] is None
+
+
+def test_depth_folds_auto_cross_validates_small_label_sets_only(monkeypatch):
+    import spatial_refine.annotator as annotator_module
+
+    adata = grid_tissue(side=12)
+    hide_labels(adata, 0.3)
+    n_labelled = int(adata.obs["train_label"].notna().sum())
+    default = sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train(random_state=3)
+    assert default.train_settings_["depth_folds"] == 5
+    explicit = sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train(depth_folds=5, random_state=3)
+    assert default.metrics_["n_layers_tried"] == explicit.metrics_["n_layers_tried"]
+    # above the limit: the split chooses, as with depth_folds=None
+    monkeypatch.setattr(annotator_module, "CV_DEPTH_MAX_LABELLED", n_labelled - 1)
+    large = sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train(random_state=3)
+    split = sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train(depth_folds=None, random_state=3)
+    assert large.train_settings_["depth_folds"] is None
+    assert large.metrics_["n_layers_tried"] == split.metrics_["n_layers_tried"]
+    for bad in (1, 0, 2.5, True, "five"):
+        with pytest.raises(ValueError, match="depth_folds"):
+            sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(depth_folds=bad)
