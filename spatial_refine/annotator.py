@@ -21,6 +21,7 @@ import torch
 from anndata import AnnData
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
+from threadpoolctl import threadpool_limits
 
 from ._constants import GRAPH_KEY, REP_KEY
 from .encoders import CONV_TYPES, GNNEncoder, MLPEncoder, SIGNEncoder
@@ -80,6 +81,11 @@ INFERENCE_MIN_SEEDS = 16_384
 # fits are cheap); above, on the validation split (thousands of cells judge well; 5x the fits would cost minutes)
 CV_DEPTH_FOLDS = 5
 CV_DEPTH_MAX_LABELLED = 10_000
+# BLAS threads while scikit-learn fits a logistic regression (None: no limit). numpy and scipy each bring their
+# own OpenBLAS, and L-BFGS alternates between them every step: with two threads per pool they contend. Unlimited,
+# training took 12.8x as long for neighbor_logreg and 4.6x for REFINE at 500 labelled cells, 1.7x at 10,000
+# (benchmarks/results/blas_threads.md); one thread also makes the fit independent of the machine's thread count
+LINEAR_FIT_BLAS_THREADS: int | None = 1
 
 
 @dataclass(frozen=True)
@@ -708,7 +714,8 @@ class RefineAnnotator:
             columns = columns[:-n_rep] if kind == "hops" else columns[-n_rep:]
         scaler = StandardScaler().fit(features[:, columns])
         clf = LogisticRegression(max_iter=1000, class_weight=class_weight, random_state=random_state)
-        clf.fit(scaler.transform(features[:, columns]), self.codes_[train_pos])
+        with threadpool_limits(limits=LINEAR_FIT_BLAS_THREADS, user_api="blas"):
+            clf.fit(scaler.transform(features[:, columns]), self.codes_[train_pos])
         weight = np.zeros((len(self.classes_), features.shape[1]), dtype=np.float32)
         bias = np.zeros(len(self.classes_), dtype=np.float32)
         coef = clf.coef_ / scaler.scale_  # fold the scaler into the linear model
