@@ -78,7 +78,8 @@ MINIBATCH_SEEDS = 1024
 INFERENCE_MIN_SEEDS = 16_384
 # depth_folds="auto": logistic regressions choose their depth by this many folds of cross-validation when there
 # are at most CV_DEPTH_MAX_LABELLED labelled cells (a 20% split of a few hundred cells is a noisy judge, and the
-# fits are cheap); above, on the validation split (thousands of cells judge well; 5x the fits would cost minutes)
+# fits are cheap: benchmarks/results/depth_folds_cost.md); above, on the validation split (thousands of cells
+# judge well, and the linear fits grow with the labelled cells)
 CV_DEPTH_FOLDS = 5
 CV_DEPTH_MAX_LABELLED = 10_000
 # BLAS threads while scikit-learn fits a logistic regression (None: no limit). numpy and scipy each bring their
