@@ -559,6 +559,7 @@ def test_depth_folds_auto_cross_validates_small_label_sets_only(monkeypatch):
     split = sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train(depth_folds=None, random_state=3)
     assert large.train_settings_["depth_folds"] is None
     assert large.metrics_["n_layers_tried"] == split.metrics_["n_layers_tried"]
+    assert default.metrics_["n_layers_tried"] != split.metrics_["n_layers_tried"]  # the two choices are told apart
     for bad in (1, 0, 2.5, True, "five"):
         with pytest.raises(ValueError, match="depth_folds"):
             sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(depth_folds=bad)
