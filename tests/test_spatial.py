@@ -563,3 +563,21 @@ def test_depth_folds_auto_cross_validates_small_label_sets_only(monkeypatch):
     for bad in (1, 0, 2.5, True, "five"):
         with pytest.raises(ValueError, match="depth_folds"):
             sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(depth_folds=bad)
+
+
+def test_logistic_regressions_are_fitted_with_one_blas_thread(monkeypatch):
+    # numpy's and scipy's OpenBLAS pools contend at every L-BFGS step (benchmarks/results/blas_threads.md)
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info
+
+    fit, seen = LogisticRegression.fit, []
+
+    def recording_fit(self, *args, **kwargs):
+        seen.append({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", recording_fit)
+    adata = grid_tissue(side=8)
+    hide_labels(adata, 0.3)
+    sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train()
+    assert seen and all(threads == {1} for threads in seen)
