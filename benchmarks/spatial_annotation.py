@@ -64,11 +64,7 @@ METHOD_OPTIONS = {
     "gnn_sage": {"strategy": "gnn", "encoder": "sage"},
     "refine_linear": {"strategy": "refine", "hidden": None},  # linear residual: logreg on [hops, f_rep]
 }
-#: options of ``train`` per method (default: none)
-METHOD_TRAIN_OPTIONS: dict[str, dict] = {}
 REP_METHODS = ("linear_probe", "logreg_probe", "adapter", "refine", "refine_linear")
-#: variants on the frozen representation run only when named in --methods
-OPTIONAL_REP_METHODS: tuple[str, ...] = ()
 
 
 @dataclass
@@ -234,7 +230,7 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
         reference.obs["_train_labels"] = pd.Categorical(train_labels)
         options = METHOD_OPTIONS.get(method, {"strategy": method})
         model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS.get(rep, "X_encoder"), **options)
-        model.train(random_state=seed, **METHOD_TRAIN_OPTIONS.get(method, {}))
+        model.train(random_state=seed)
         del reference.obs["_train_labels"]
         proba = model.predict(setting.query) if test is None else model.predict(reference).iloc[test]
         y_pred = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
@@ -385,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--tasks", nargs="+", default=None, help="subset of task names")
     parser.add_argument("--methods", nargs="+", default=[*REP_FREE, *REP_METHODS],
-                        help="methods to run; also 'scanvi' (needs scvi-tools), not in the default list")
+                        help="methods to run; also 'scanvi' (needs scvi-tools; not in the default list)")
     parser.add_argument("--reps", nargs="+", default=None, help="subset of frozen representations (encoder, pca, scgpt)")
     parser.add_argument("--scgpt", default=os.environ.get("SPATIAL_REFINE_SCGPT_DIR"), help="scGPT checkpoint folder")
     parser.add_argument("--quick", action="store_true", help="smoke run: n=100, one seed")
@@ -419,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
             for seed in args.seeds:
                 labelled = _sample_labelled(truth.reset_index(drop=True), n, seed)
                 for method in args.methods:
-                    for rep in reps if method in (*REP_METHODS, *OPTIONAL_REP_METHODS) else [None]:
+                    for rep in reps if method in REP_METHODS else [None]:
                         record = run_one(setting, method, rep, labelled, seed)
                         record["n"] = n
                         records.append(record)

@@ -84,7 +84,7 @@ CV_DEPTH_FOLDS = 5
 CV_DEPTH_MAX_LABELLED = 10_000
 # BLAS threads while scikit-learn fits a logistic regression (None: no limit). numpy and scipy each bring their
 # own OpenBLAS, and L-BFGS alternates between them every step: with two threads per pool they contend. Unlimited,
-# training took 12.8x as long for neighbor_logreg and 4.6x for REFINE at 500 labelled cells, 1.7x at 10,000
+# training took 12.4x as long for neighbor_logreg and 4.9x for REFINE at 500 labelled cells, 1.7x at 10,000
 # (benchmarks/results/blas_threads.md); one thread also makes the fit independent of the machine's thread count
 LINEAR_FIT_BLAS_THREADS: int | None = 1
 
