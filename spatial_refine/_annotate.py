@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,11 @@ def refine(
     >>> sr.pp.spatial_neighbors(adata, library_key="samples")
     >>> sr.tl.refine(adata, "Cell_class", rep_key="X_pca")  # doctest: +SKIP
     """
+    if key_added == labels_key:
+        raise ValueError(
+            f"key_added={key_added!r} is also labels_key: the predictions would overwrite your labels. "
+            "Pass another key_added."
+        )
     adata = adata.copy() if copy else adata
     model = RefineAnnotator(
         adata,
@@ -129,8 +135,10 @@ def annotate(
 
     The query's genes are aligned to the reference panel: shared genes are used, genes the query lacks
     are filled with zeros, and the counts are reported; below ``min_gene_overlap`` (fraction of the
-    reference panel present in the query) the call refuses. The query's spatial graph is built with the
-    reference's parameters when ``obsp[graph_key]`` is missing. Writes the same keys as
+    reference panel present in the query) the call refuses. When ``obsp[graph_key]`` is missing, the query's
+    spatial graph is built like the reference's (kNN with its ``n_neighbors``, radius or Delaunay, read from
+    ``uns[...]["params"]``; per slice with the reference's ``library_key`` when the query has that column).
+    Writes the same keys as
     :func:`refine` (``obs[key_added]``, ``_confidence``, ``obsm[..._proba]``, ``uns[key_added]`` with the
     gene-overlap report); cells below ``confidence_threshold`` are labelled ``"Unknown"``.
 
@@ -147,7 +155,9 @@ def annotate(
     confidence_threshold
         Label cells whose top probability is below this as ``"Unknown"``.
     library_key
-        ``obs`` column of slices, used when the graph must be built (no edges across slices).
+        ``obs`` column of slices, used when the graph must be built (no edges across slices); default: the
+        reference graph's ``library_key`` if the query has that column. Not used (with a warning) when the
+        query already has its graph.
     copy
         Return an annotated copy instead of writing in place.
     """
@@ -161,30 +171,35 @@ def annotate(
         raise ValueError("The model is not trained: call model.train() first.")
     if confidence_threshold is not None and not 0.0 <= confidence_threshold <= 1.0:
         raise ValueError(f"confidence_threshold must be in [0, 1], got {confidence_threshold}.")
-    query = query.copy() if copy else query
-    query_genes = pd.Index(np.asarray(query.var_names, dtype=str))
-    shared = int(query_genes.isin(model.genes_).sum())
-    overlap = shared / len(model.genes_)
-    report = {
-        "n_reference_genes": len(model.genes_),
-        "n_query_genes": len(query_genes),
-        "n_shared_genes": shared,
-        "n_missing_filled_with_zeros": len(model.genes_) - shared,
-        "n_query_only_ignored": len(query_genes) - shared,
-    }
-    logger.info("Gene panel: %d of %d reference genes found in the query.", shared, len(model.genes_))
-    if overlap < min_gene_overlap:
+    if confidence_threshold is not None and UNKNOWN in model.classes_:
         raise ValueError(
-            f"Only {shared} of the model's {len(model.genes_)} genes ({overlap:.0%}) are in the query, below "
-            f"min_gene_overlap={min_gene_overlap:.0%}: check the gene identifiers (symbols vs ids, case) or "
-            "lower min_gene_overlap knowingly."
+            f"The model has a class named {UNKNOWN!r}, the label confidence_threshold gives uncertain cells: rename "
+            "that class before training, or annotate without a threshold and read the confidence column."
         )
+    report = model.gene_overlap(query, min_gene_overlap)
+    logger.info("Gene panel: %d of %d reference genes found in the query.", report["n_shared_genes"],
+                report["n_reference_genes"])
+    query = query.copy() if copy else query
     graph_key = model.params["graph_key"]
     if model.uses_graph and graph_key not in query.obsp:
-        params = getattr(model, "graph_params_", None) or {}
-        n_neighs = int(params.get("n_neighbors", 10))
-        spatial_neighbors(query, n_neighs=n_neighs, library_key=library_key, key_added=graph_key.removesuffix("_connectivities"))
-    _write_predictions(query, model.predict(query), key_added, confidence_threshold)
+        rep_key = model.params["rep_key"]
+        if model.uses_rep and rep_key not in query.obsm:  # checked before the graph is written into the query
+            raise ValueError(f"query.obsm[{rep_key!r}] is missing: compute the frozen representation of the query "
+                             "as for the reference (e.g. sr.tl.scgpt_embed).")
+        kwargs = _graph_kwargs(getattr(model, "graph_params_", None) or {})
+        stored_library = kwargs.pop("library_key", None)
+        if library_key is None and stored_library is not None and stored_library in query.obs:
+            library_key = stored_library  # the reference's graph was built per slice: so is the query's
+        logger.info("Building the query graph (%s, library_key=%s).", kwargs, library_key)
+        spatial_neighbors(query, library_key=library_key, key_added=graph_key.removesuffix("_connectivities"), **kwargs)
+    elif library_key is not None and model.uses_graph:
+        warnings.warn(
+            f"query.obsp[{graph_key!r}] exists, so library_key={library_key!r} is not used: the existing graph is. "
+            f"Delete it (del query.obsp[{graph_key!r}]) to have annotate build the graph per slice.",
+            UserWarning,
+            stacklevel=2,
+        )
+    _write_predictions(query, model.predict(query, min_gene_overlap=min_gene_overlap), key_added, confidence_threshold)
     query.uns[key_added] = {
         "params": {"strategy": model.params["strategy"], "confidence_threshold": confidence_threshold,
                    "min_gene_overlap": min_gene_overlap},
@@ -192,6 +207,26 @@ def annotate(
         "gene_overlap": report,
     }
     return query if copy else None
+
+
+def _graph_kwargs(params: dict) -> dict[str, Any]:
+    """Arguments of :func:`spatial_refine.pp.spatial_neighbors` that rebuild the reference's graph kind from the
+    ``params`` squidpy stored (kNN: ``n_neighbors``; radius: ``radius``; Delaunay: a ``radius`` of ``None`` or a
+    ``(0, r)`` bound, or the ``delaunay`` flag our wrapper adds), with the ``library_key`` our wrapper records."""
+    kwargs: dict[str, Any] = {}
+    radius = params.get("radius")
+    knn = "n_neighbors" in params or "radius" not in params  # no record at all: the default kNN graph
+    if params.get("delaunay") or (not knn and (radius is None or np.ndim(radius) == 1)):
+        kwargs["delaunay"] = True
+        if radius is not None:
+            kwargs["radius"] = float(np.ravel(radius)[-1])
+    elif not knn:
+        kwargs["radius"] = float(radius)
+    else:
+        kwargs["n_neighs"] = int(params.get("n_neighbors", 10))
+    if params.get("library_key") is not None:
+        kwargs["library_key"] = str(params["library_key"])
+    return kwargs
 
 
 def _joined(values: list) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -213,10 +214,14 @@ class RefineAnnotator:
             raise ValueError(f"Unknown encoder {encoder!r}: choose one of {', '.join(ENCODERS)}.")
         if hidden is None and encoder != "sign":
             raise ValueError(f"hidden=None (no projection) is only possible with encoder='sign', not {encoder!r}.")
-        if hidden is not None and hidden != "auto" and (not isinstance(hidden, int) or hidden < 1):
-            raise ValueError(f"hidden must be a positive integer, None or 'auto', got {hidden!r}.")
-        if n_layers != "auto" and (not isinstance(n_layers, int) or n_layers < 0):
-            raise ValueError(f"n_layers must be a non-negative integer or 'auto', got {n_layers!r}.")
+        if hidden is not None and hidden != "auto":
+            if not _is_integer(hidden) or hidden < 1:
+                raise ValueError(f"hidden must be a positive integer, None or 'auto', got {hidden!r}.")
+            hidden = int(hidden)
+        if n_layers != "auto":
+            if not _is_integer(n_layers) or n_layers < 0:
+                raise ValueError(f"n_layers must be a non-negative integer or 'auto', got {n_layers!r}.")
+            n_layers = int(n_layers)
         if labels_key not in adata.obs:
             raise ValueError(f"labels_key {labels_key!r} is not a column of adata.obs.")
         self.params = {
@@ -241,7 +246,16 @@ class RefineAnnotator:
         if len(self.labelled_) == 0:
             raise ValueError(f"adata.obs[{labels_key!r}] has no labelled cell.")
         values = labels.astype(object).to_numpy()[self.labelled_].astype(str)
-        self.classes_, codes = np.unique(values, return_inverse=True)
+        self.classes_, codes = _classes(values, labels.iloc[self.labelled_])
+        missing_like = sorted(str(c) for c in set(self.classes_) & _MISSING_STRINGS)
+        if missing_like:
+            warnings.warn(
+                f"adata.obs[{labels_key!r}] has the class(es) {missing_like}: missing labels turned into strings "
+                "(e.g. by .astype(str))? Unlabelled cells must be NaN, or pass unlabeled_category="
+                f"{missing_like[0]!r}.",
+                UserWarning,
+                stacklevel=2,
+            )
         counts = np.bincount(codes)
         if len(self.classes_) < 2:
             raise ValueError(f"adata.obs[{labels_key!r}] has a single class: annotation needs at least two.")
@@ -374,7 +388,7 @@ class RefineAnnotator:
         patience: int = 30,
         validation_fraction: float = 0.2,
         class_weight: Literal["balanced"] | None = None,
-        batch_size: int | Literal["auto"] = "auto",
+        batch_size: int | Literal["auto"] | None = "auto",
         refit: bool = True,
         depth_folds: int | Literal["auto"] | None = "auto",
         device: str = "auto",
@@ -387,7 +401,7 @@ class RefineAnnotator:
         minibatches of 256 labelled cells; message-passing encoders train graphs of up to 100,000 cells
         full-batch and larger ones on exact k-hop subgraphs of 1,024 labelled cells (memory bounded by the
         batch), and then validate and predict on batches of at least 16,384 cells (no gradients: cheaper
-        per cell). An integer sets the batch size of either kind.
+        per cell). An integer sets the batch size of either kind; ``None`` trains full-batch.
         With ``n_layers="auto"`` each depth (0-3 hops for SIGN, 1-3 for message passing) is trained and the
         one with the lowest validation loss is kept; for REFINE the depth is chosen on the residual path
         alone (the model from scratch), and REFINE's residual start continues from that trained model
@@ -420,6 +434,15 @@ class RefineAnnotator:
         Five fits per depth instead of one; ``benchmarks/results/diagnose_linear_depth.md`` measures the
         choice. Networks always choose on the split.
         """
+        if self.adata is None:
+            raise RuntimeError(
+                "This model was loaded from disk: it predicts and annotates, but has no reference AnnData to train "
+                "on. Construct a new RefineAnnotator(adata, labels_key, ...) to train again."
+            )
+        if class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
+        if batch_size not in ("auto", None) and (not _is_integer(batch_size) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer, 'auto' or None (full batch), got {batch_size!r}.")
         if depth_folds == "auto":
             depth_folds = CV_DEPTH_FOLDS if len(self.labelled_) <= CV_DEPTH_MAX_LABELLED else None
         elif depth_folds is not None and (isinstance(depth_folds, bool) or not isinstance(depth_folds, int)
@@ -515,6 +538,8 @@ class RefineAnnotator:
         hidden = self.params["hidden"]
         if hidden != "auto":
             return [(hidden, "all")]
+        if STRATEGIES[self.params["strategy"]][1] is None:  # no residual encoder: no width to choose
+            return [(None, "all")]
         if self.params["strategy"] == "refine" and self.params["encoder"] == "sign":
             return [(AUTO_HIDDEN, "all"), *((None, kind) for kind in LINEAR_INPUTS)]
         return [(AUTO_HIDDEN, "all")]
@@ -761,17 +786,47 @@ class RefineAnnotator:
         proba[order] = outputs.softmax(1).numpy()
         return proba
 
-    def predict(self, adata: AnnData | None = None, *, device: str = "auto") -> pd.DataFrame:
+    def predict(
+        self, adata: AnnData | None = None, *, min_gene_overlap: float = 0.5, device: str = "auto"
+    ) -> pd.DataFrame:
         """Class probabilities of every cell of ``adata`` (default: the reference), as a DataFrame
-        (cells x classes) indexed by ``obs_names``."""
+        (cells x classes) indexed by ``obs_names``.
+
+        ``adata``'s genes are matched to the model's by name (genes it lacks count as zero); below
+        ``min_gene_overlap`` (the fraction of the model's genes present) it refuses. The graph is ``adata``'s
+        own: predict on the whole slice (a view ``adata[mask]`` keeps only the edges among its cells, so the
+        cells at its border lose neighbours), then select cells in the result."""
         if self.model_ is None:
             raise RuntimeError("The model is not trained: call train() first (or load a saved model).")
         adata = self.adata if adata is None else adata
         if adata is None:
             raise ValueError("Pass the AnnData to annotate.")
+        self.gene_overlap(adata, min_gene_overlap)
         inputs = self._inputs(adata)
         proba = self._predict_proba(inputs, np.arange(adata.n_obs), device)
         return pd.DataFrame(proba, index=adata.obs_names, columns=self.classes_)
+
+    def gene_overlap(self, adata: AnnData, min_gene_overlap: float = 0.5) -> dict[str, int]:
+        """Counts of the model's genes found in ``adata`` (by ``var_names``); refuses below ``min_gene_overlap``
+        of the model's genes."""
+        if not 0.0 <= min_gene_overlap <= 1.0:
+            raise ValueError(f"min_gene_overlap must be in [0, 1], got {min_gene_overlap}.")
+        query_genes = pd.Index(np.asarray(adata.var_names, dtype=str))
+        shared = int(query_genes.isin(self.genes_).sum())
+        overlap = shared / len(self.genes_)
+        if overlap < min_gene_overlap:
+            raise ValueError(
+                f"Only {shared} of the model's {len(self.genes_)} genes ({overlap:.0%}) are in adata.var_names, below "
+                f"min_gene_overlap={min_gene_overlap:.0%}: check the gene identifiers (symbols vs ids, case) or "
+                "lower min_gene_overlap knowingly."
+            )
+        return {
+            "n_reference_genes": len(self.genes_),
+            "n_query_genes": len(query_genes),
+            "n_shared_genes": shared,
+            "n_missing_filled_with_zeros": len(self.genes_) - shared,
+            "n_query_only_ignored": len(query_genes) - shared,
+        }
 
     # ------------------------------------------------------------------------------------------------
     # persistence: safetensors + JSON
@@ -828,6 +883,8 @@ class RefineAnnotator:
         self.feature_dim_ = config["feature_dim"]
         self.train_settings_ = config["train_settings"]
         self.metrics_ = config["metrics"]
+        if "n_layers_tried" in self.metrics_:  # JSON keys are strings: depths are integers
+            self.metrics_["n_layers_tried"] = {int(k): v for k, v in self.metrics_["n_layers_tried"].items()}
         self.graph_params_ = config["graph_params"]
         self.history_ = None
         arrays = load_numpy(str(path / "model.safetensors"))
@@ -860,6 +917,25 @@ class RefineAnnotator:
             f"RefineAnnotator(strategy={self.params['strategy']!r}, labels_key={self.params['labels_key']!r}, "
             f"classes={len(self.classes_)}, genes={len(self.genes_)}, {state})"
         )
+
+
+#: labels that usually are missing values turned into strings (``.astype(str)`` of NaN or None)
+_MISSING_STRINGS = {"nan", "NaN", "None", "<NA>", ""}
+
+
+def _is_integer(value: Any) -> bool:
+    """An integer (Python's or numpy's), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _classes(values: np.ndarray, labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The class names (strings) and each labelled cell's class index. Sorted as text, or numerically when the
+    labels are numbers (``"2"`` before ``"10"``, as scanpy orders cluster numbers)."""
+    classes, codes = np.unique(values, return_inverse=True)
+    if pd.api.types.is_numeric_dtype(labels.dtype) and not pd.api.types.is_bool_dtype(labels.dtype):
+        order = np.argsort([float(c) for c in classes], kind="stable")
+        classes, codes = classes[order], np.argsort(order)[codes]
+    return classes, codes
 
 
 def _stratified_split(index: np.ndarray, codes: np.ndarray, fraction: float, random_state: int):

@@ -18,11 +18,15 @@ from .bench.cli import add_bench_parser, run
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import DemoOptionError, run_demo
 
     print("spatial-refine demo: REFINE vs baselines, MERFISH hypothalamus (shipped subset), label transfer")
     start = time.perf_counter()
-    table = run_demo(args.out, n_labelled=args.n_labelled, random_state=args.random_state)
+    try:
+        table = run_demo(args.out, n_labelled=args.n_labelled, random_state=args.random_state)
+    except DemoOptionError as error:  # a bad option: say so, without a traceback
+        print(f"spatial-refine demo: error: {error}", file=sys.stderr)
+        return 2
     print()
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"\nTotal {time.perf_counter() - start:.0f} s. Wrote {args.out / 'demo_results.csv'} and {args.out / 'demo.png'}.")

@@ -16,6 +16,12 @@ import numpy as np
 import pandas as pd
 
 METHODS = ("logreg", "neighbor_logreg", "linear_probe", "gnn", "refine")
+#: fewest labelled reference cells the demo accepts (every class it learns needs a few)
+MIN_LABELLED = 20
+
+
+class DemoOptionError(ValueError):
+    """A demo option out of range (the command line reports it without a traceback)."""
 
 
 def _frozen_pca(reference, query, n_components: int, random_state: int) -> None:
@@ -37,10 +43,15 @@ def run_demo(out_dir: Path, *, n_labelled: int = 500, random_state: int = 0, ver
     import spatial_refine as sr
 
     warnings.filterwarnings("ignore", category=FutureWarning)
-    out_dir.mkdir(parents=True, exist_ok=True)
     adata = sr.datasets.merfish_demo()
     reference = adata[adata.obs["samples"] == "1.-0.09"].copy()
     query = adata[adata.obs["samples"] == "7.-0.09"].copy()
+    if not MIN_LABELLED <= n_labelled < reference.n_obs:
+        raise DemoOptionError(
+            f"n_labelled must be between {MIN_LABELLED} and {reference.n_obs - 1} (the reference slice has "
+            f"{reference.n_obs} cells; the others are held out), got {n_labelled}."
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
     for part in (reference, query):
         sr.pp.spatial_neighbors(part, n_neighs=10)
     _frozen_pca(reference, query, 30, random_state)
@@ -62,7 +73,8 @@ def run_demo(out_dir: Path, *, n_labelled: int = 500, random_state: int = 0, ver
         )
         sr.tl.annotate(query, model, key_added=method)
         truth, predicted = query.obs["Cell_class"].astype(str), query.obs[method].astype(str)
-        held_out = model.predict(reference[hidden]).idxmax(axis=1)
+        # predicted on the whole slice (its graph: a cell's neighbours are there, labelled or not), read where hidden
+        held_out = model.predict(reference).idxmax(axis=1)[hidden]
         rows.append(
             {
                 "method": method,

@@ -26,7 +26,7 @@ def spatial(
     size: float | None = None,
     show: bool | None = None,
     **kwargs: Any,
-) -> list[Axes] | None:
+) -> Axes | list[Axes] | None:
     """Predicted labels (and their confidence) at the cells' coordinates, with scanpy's embedding plot.
 
     Parameters
@@ -42,11 +42,19 @@ def spatial(
     size
         Point size.
     show
-        Show the figure (scanpy's convention); otherwise return the axes.
+        Show the figure (scanpy's convention); otherwise return the axes: a list of two (labels, confidence),
+        or one ``Axes`` when there is no confidence panel.
     **kwargs
-        Passed to :func:`scanpy.pl.embedding`.
+        Passed to :func:`scanpy.pl.embedding` (not ``color``: the panels are ``key`` and its confidence; for
+        other columns call ``sc.pl.embedding(adata, basis="spatial", color=...)``).
     """
     import scanpy as sc
+
+    if "color" in kwargs:
+        raise TypeError(
+            "sr.pl.spatial colours by `key` (and its confidence), so it takes no color=: pass key=, or call "
+            f"sc.pl.embedding(adata, basis={spatial_key!r}, color=...) for other columns."
+        )
 
     if key not in adata.obs:
         raise ValueError(f"adata.obs[{key!r}] is missing: run sr.tl.refine or sr.tl.annotate first.")

@@ -39,7 +39,9 @@ def spatial_neighbors(
 
     Writes where squidpy does: ``obsp[f"{key_added}_connectivities"]``,
     ``obsp[f"{key_added}_distances"]`` and ``uns[f"{key_added}_neighbors"]``, so everything downstream
-    (and any graph a user built with squidpy directly) is consumed the same way.
+    (and any graph a user built with squidpy directly) is consumed the same way. Its ``"params"`` also record
+    ``"delaunay"`` and ``"library_key"`` (squidpy's do not), so :func:`spatial_refine.tl.annotate` builds a
+    query's graph the same way.
 
     Parameters
     ----------
@@ -53,7 +55,8 @@ def spatial_neighbors(
         Use the Delaunay triangulation instead of kNN.
     library_key
         ``obs`` column naming the slice of each cell: the graph is built per slice (block-diagonal,
-        no edges across slices).
+        no edges across slices). squidpy needs it categorical: a column of another dtype is converted to
+        ``category`` in ``adata.obs`` (its values are kept).
     spatial_key
         ``obsm`` key of the coordinates.
     key_added
@@ -86,9 +89,17 @@ def spatial_neighbors(
             raise ValueError(f"library_key {library_key!r} is not a column of adata.obs.")
         if adata.obs[library_key].isna().any():
             raise ValueError(f"adata.obs[{library_key!r}] has missing values: every cell needs its slice.")
-        if not isinstance(adata.obs[library_key].dtype, pd.CategoricalDtype):
-            # squidpy needs a categorical; converting the column's dtype is a documented side effect
-            adata.obs[library_key] = adata.obs[library_key].astype("category")
+    if not delaunay and radius is None:
+        sizes = [adata.n_obs] if library_key is None else adata.obs[library_key].value_counts(sort=False)
+        smallest = int(min(size for size in sizes if size > 0)) if adata.n_obs else 0
+        if smallest <= n_neighs:
+            raise ValueError(
+                f"A {n_neighs}-nearest-neighbour graph needs more than {n_neighs} cells per slice, but a slice has "
+                f"{smallest}: pass a smaller n_neighs, or radius= / delaunay=True."
+            )
+    if library_key is not None and not isinstance(adata.obs[library_key].dtype, pd.CategoricalDtype):
+        # squidpy needs a categorical (documented above: the values are kept, the dtype changes)
+        adata.obs[library_key] = adata.obs[library_key].astype("category")
     common = {"spatial_key": spatial_key, "library_key": library_key, "key_added": key_added}
     if hasattr(sq.gr, "spatial_neighbors_knn"):  # squidpy >= 1.8 splits the builder by graph type
         if delaunay:
@@ -101,4 +112,9 @@ def spatial_neighbors(
         sq.gr.spatial_neighbors(
             adata, coord_type="generic", n_neighs=n_neighs, radius=radius, delaunay=delaunay, **common
         )
+    # what squidpy's params leave out (a Delaunay graph, the slices), for rebuilding the graph on a query
+    params = adata.uns[f"{key_added}_neighbors"].setdefault("params", {})
+    params["delaunay"] = bool(delaunay)
+    if library_key is not None:
+        params["library_key"] = library_key
     return adata if copy else None

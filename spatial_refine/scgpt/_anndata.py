@@ -305,7 +305,7 @@ def _matching_hint(
         ]
         if cols:
             hints.append(f"a column of adata.var may hold symbols (gene_key=, one of {cols})")
-    return ("; ".join(hints) + ".") if hints else ""
+    return ("Hint: " + "; ".join(hints) + ".") if hints else ""
 
 
 def _report_matching(
