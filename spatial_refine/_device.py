@@ -34,4 +34,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'mps'.") from err
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was requested but CUDA is not available: use device='auto' or 'cpu'.")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    mps = getattr(torch.backends, "mps", None)
+    if resolved.type == "mps" and (mps is None or not mps.is_available()):
+        raise ValueError("device='mps' was requested but MPS (Apple GPU) is not available: use device='auto' or 'cpu'.")
     return resolved

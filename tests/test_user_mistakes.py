@@ -217,3 +217,22 @@ def test_demo_refuses_label_counts_it_cannot_use(tmp_path, capsys):
     assert main(["demo", "--n-labelled", "-5", "--out", str(tmp_path / "cli")]) == 2
     assert "n_labelled must be between" in capsys.readouterr().err
     assert not (tmp_path / "cli").exists()
+
+
+def test_unavailable_devices_are_refused_by_name():
+    import torch
+
+    from spatial_refine._device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="Unknown device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+    else:
+        with pytest.raises(ValueError, match="CUDA device"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="MPS"):
+            resolve_device("mps")
