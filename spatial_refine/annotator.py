@@ -36,6 +36,7 @@ from .refine import (
     predict_outputs,
     seeded,
 )
+from .refine._validation import stratified_split as _stratified_split
 from .refine.ensemble import log_loss
 from .refine.graph import GraphBatches
 from .refine.neighbors import neighbor_aggregate
@@ -936,19 +937,6 @@ def _classes(values: np.ndarray, labels: pd.Series) -> tuple[np.ndarray, np.ndar
         order = np.argsort([float(c) for c in classes], kind="stable")
         classes, codes = classes[order], np.argsort(order)[codes]
     return classes, codes
-
-
-def _stratified_split(index: np.ndarray, codes: np.ndarray, fraction: float, random_state: int):
-    """Stratified train/validation split; the validation part holds at least one cell per class (a
-    stratified split needs as many validation cells as classes: 100 cells of 21 classes get 21, not 20).
-    Falls back to a plain random split when the classes are too many for the cells."""
-    from sklearn.model_selection import train_test_split
-
-    n, n_classes = len(index), len(np.unique(codes))
-    n_val = max(int(np.ceil(fraction * n)), n_classes)
-    if np.bincount(codes).min() >= 2 and n - n_val >= n_classes:
-        return train_test_split(index, test_size=n_val, random_state=random_state, stratify=codes)
-    return train_test_split(index, test_size=fraction, random_state=random_state)
 
 
 def _halves(val_pos: np.ndarray, random_state: int) -> tuple[np.ndarray, np.ndarray]:

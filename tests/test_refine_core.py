@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
@@ -134,6 +137,7 @@ def test_strategy_trains_only_its_parameters_and_leaves_source_untouched(strateg
     initial = {n: p.detach().clone() for n, p in model.trainable_named_parameters()}
 
     data = TensorBatches({"x": torch.from_numpy(X), "features": F, "y": torch.from_numpy(y)}, batch_size=32, shuffle=True)
+    model.fit_feature_statistics(F)
     fit(model, data, config=TrainConfig(max_epochs=3, device="cpu"))
 
     changed = {n for n, p in model.trainable_named_parameters() if not torch.equal(p.detach(), initial[n])}
@@ -177,6 +181,7 @@ def test_start_auto_tries_the_probe_and_the_residual_start_and_keeps_the_lower_v
     train, val = _tiny_refine_data(0), _tiny_refine_data(1)
     model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT)
     assert model.start == "auto"
+    model.fit_feature_statistics(train.tensors["features"])
     history = fit(model, train, val, config=TrainConfig(max_epochs=5, random_state=0))
     assert set(history.start_val_loss) == {"probe", "residual"}
     assert history.start == min(history.start_val_loss, key=history.start_val_loss.get)
@@ -191,7 +196,9 @@ def test_start_auto_tries_the_probe_and_the_residual_start_and_keeps_the_lower_v
 
 def test_start_auto_without_validation_is_the_probe_start():
     model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT)
-    history = fit(model, _tiny_refine_data(0), None, config=TrainConfig(max_epochs=3))
+    train = _tiny_refine_data(0)
+    model.fit_feature_statistics(train.tensors["features"])
+    history = fit(model, train, None, config=TrainConfig(max_epochs=3))
     assert history.start == "probe" and history.start_val_loss is None
 
 
@@ -201,6 +208,7 @@ def test_a_warm_start_never_ends_worse_on_validation_than_where_it_began(start):
     # exactly at the from-scratch model (the probe start adds the random residual block to the probe)
     train, val = _tiny_refine_data(0, n=60), _tiny_refine_data(1, n=60)
     model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT, start=start)
+    model.fit_feature_statistics(train.tensors["features"])
     history = fit(model, train, val, config=TrainConfig(max_epochs=20, lr=0.05, random_state=0))
     assert history.start == start
     assert history.best_val_loss <= history.initial_val_loss
@@ -369,6 +377,9 @@ def test_load_refuses_a_folder_that_is_not_a_model(tmp_path):
         (lambda X, y, F: (X[:0], y[:0], F[:0]), "empty"),
         (lambda X, y, F: (X, y, None), "frozen representation"),
         (lambda X, y, F: (X[:, 0], y, F), "dimensions"),
+        (lambda X, y, F: (X, y + 0.5 * np.arange(len(y)) / len(y), F), "continuous"),
+        (lambda X, y, F: (X, np.array([1, "a"] * (len(y) // 2), dtype=object), F), "mixes label types"),
+        (lambda X, y, F: (X, np.array([pd.NA, "a", "b"] * 13 + ["a"], dtype=object), F), "missing labels"),
     ],
 )
 def test_bad_input_gets_a_clear_error(make_inputs, message):
@@ -389,9 +400,86 @@ def test_bad_parameters_get_a_clear_error():
         RefineClassifier(max_epochs=1).fit(X, y, source_features=X).predict(X, source_features=X[:, :3])
 
 
+def test_bad_estimator_settings_are_refused_at_fit():
+    X, y = toy_data(40)
+    for params, error, message in [
+        ({"hidden_sizes": 32}, ValueError, "hidden_sizes must be a sequence"),
+        ({"hidden_sizes": (16, 0)}, ValueError, "hidden_sizes must be a sequence"),
+        ({"strategy": "notrans", "start": "bogus"}, ValueError, "start must be one of"),
+        ({"random_state": None}, TypeError, "random_state must be an integer seed"),
+    ]:
+        with pytest.raises(error, match=message):
+            RefineClassifier(max_epochs=1, **params).fit(X, y, source_features=X)
+
+
+def test_few_labelled_samples_per_class_still_get_a_stratified_validation_split():
+    # 10 classes x 5 samples: a 10 % split has 5 samples, fewer than the classes; it gets one per class
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 5)
+    X = rng.normal(size=(50, 6)).astype(np.float32) + y[:, None]
+    clf = RefineClassifier("notrans", max_epochs=3, hidden_sizes=(8,)).fit(X, y)
+    assert clf.predict(X).shape == (50,)
+    from spatial_refine.refine._validation import stratified_split
+
+    train, val = stratified_split(np.arange(50), y, 0.1, 0)
+    assert sorted(y[val]) == list(range(10)) and len(np.intersect1d(train, val)) == 0
+    assert set(y[train]) == set(range(10))
+
+
+def test_predict_before_fit_is_sklearns_not_fitted_error():
+    from sklearn.exceptions import NotFittedError
+
+    X, _ = toy_data(10)
+    with pytest.raises(NotFittedError):
+        RefineClassifier().predict(X, source_features=X)
+
+
+def test_a_label_column_is_flattened_with_sklearns_warning():
+    from sklearn.exceptions import DataConversionWarning
+
+    X, y = toy_data(40)
+    with pytest.warns(DataConversionWarning):
+        clf = RefineClassifier("notrans", max_epochs=1).fit(X, y[:, None])
+    np.testing.assert_array_equal(clf.classes_, np.unique(y))
+
+
 def test_user_arrays_are_not_modified():
     X, y = toy_data(50)
     F = X[:, :N_FEAT].copy()
     copies = X.copy(), y.copy(), F.copy()
     RefineClassifier(max_epochs=2).fit(X, y, source_features=F)
     assert all(np.array_equal(a, b) for a, b in zip((X, y, F), copies, strict=True))
+
+
+def test_fit_warns_when_the_feature_statistics_were_never_set():
+    model = build_strategy("linear_probe", n_outputs=2, feature_dim=N_FEAT)
+    train = _tiny_refine_data(0)
+    with pytest.warns(UserWarning, match="fit_feature_statistics"):
+        fit(model, train, None, config=TrainConfig(max_epochs=1))
+    model = build_strategy("linear_probe", n_outputs=2, feature_dim=N_FEAT)
+    model.fit_feature_statistics(train.tensors["features"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fit(model, train, None, config=TrainConfig(max_epochs=1))
+
+
+def test_regression_targets_of_one_dimension_are_one_output_not_broadcast():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, N_IN)).astype(np.float32)
+    y = (2 * X[:, 0]).astype(np.float32)
+    flat = TensorBatches({"x": torch.from_numpy(X), "y": torch.from_numpy(y)}, batch_size=None)
+    column = TensorBatches({"x": torch.from_numpy(X), "y": torch.from_numpy(y[:, None])}, batch_size=None)
+    models = []
+    for data in (flat, column):
+        with seeded(0):
+            model = build_strategy("notrans", n_outputs=1, encoder=MLPEncoder(N_IN, (8,)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch warns when a loss broadcasts (64,) against (64, 1)
+            fit(model, data, None, task="regression", config=TrainConfig(max_epochs=5, random_state=0))
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b)  # the same loss, so the same training
+    wrong = TensorBatches({"x": torch.from_numpy(X), "y": torch.from_numpy(np.c_[y, y])}, batch_size=None)
+    with pytest.raises(ValueError, match="Regression targets of shape"):
+        fit(build_strategy("notrans", n_outputs=1, encoder=MLPEncoder(N_IN, (8,))), wrong, None, task="regression",
+            config=TrainConfig(max_epochs=1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 
@@ -45,16 +46,26 @@ def check_same_length(**arrays: Any) -> int:
 
 
 def encode_class_labels(y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Validate classification labels; return (classes, integer codes)."""
+    """Validate classification labels; return (classes, integer codes). A column ``(n, 1)`` is flattened
+    with a warning, as scikit-learn does; continuous or mixed-type labels are refused."""
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import column_or_1d
+
     labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = column_or_1d(labels, warn=True)
     if labels.ndim != 1:
         raise ValueError(f"y must be one-dimensional for classification, got shape {labels.shape}.")
     if labels.size == 0:
         raise ValueError("y is empty: pass at least one labelled sample.")
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
         raise ValueError("y contains NaN or infinite labels: drop the unlabelled samples first.")
-    if labels.dtype == object and any(v is None for v in labels):
-        raise ValueError("y contains None labels: drop the unlabelled samples first.")
+    if labels.dtype == object and any(v is None or v is pd.NA or v is pd.NaT for v in labels):
+        raise ValueError("y contains missing labels (None / pd.NA): drop the unlabelled samples first.")
+    if labels.dtype == object and len({type(v) for v in labels}) > 1:
+        kinds = sorted({type(v).__name__ for v in labels})
+        raise ValueError(f"y mixes label types {kinds}: convert them to one type, e.g. y.astype(str).")
+    check_classification_targets(labels)  # refuses continuous values ("Unknown label type: continuous")
     classes, codes = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"y has a single class ({classes[0]!r}): classification needs at least two classes.")
@@ -65,3 +76,25 @@ def as_regression_targets(y: Any) -> np.ndarray:
     """Validate regression targets; return a float32 (n, k) array."""
     targets = as_float_array(y, "y", ndim=(1, 2))
     return targets.reshape(len(targets), -1)
+
+
+def stratified_split(index: np.ndarray, codes: np.ndarray, fraction: float, random_state: int):
+    """Stratified train/validation split of ``index``; the validation part holds at least one sample per class (a
+    stratified split needs as many validation samples as classes: 100 samples of 21 classes get 21, not 20).
+    Falls back to a plain random split when a class has a single sample or the classes are too many."""
+    from sklearn.model_selection import train_test_split
+
+    n, n_classes = len(index), len(np.unique(codes))
+    n_val = max(int(np.ceil(fraction * n)), n_classes)
+    if np.bincount(codes).min() >= 2 and n - n_val >= n_classes:
+        return train_test_split(index, test_size=n_val, random_state=random_state, stratify=codes)
+    return train_test_split(index, test_size=fraction, random_state=random_state)
+
+
+def check_random_state(random_state: Any) -> int:
+    """``random_state`` as the integer seed it must be (every random choice of the package is seeded by one)."""
+    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (int, np.integer)):
+        raise TypeError(
+            f"random_state must be an integer seed (results are reproducible by design), got {random_state!r}."
+        )
+    return int(random_state)

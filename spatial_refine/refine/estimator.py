@@ -22,9 +22,16 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..encoders import MLPEncoder
-from ._validation import as_float_array, as_regression_targets, check_same_length, encode_class_labels
+from ._validation import (
+    as_float_array,
+    as_regression_targets,
+    check_random_state,
+    check_same_length,
+    encode_class_labels,
+    stratified_split,
+)
 from .source import FrozenSource, fingerprint
-from .strategies import STRATEGIES, build_strategy
+from .strategies import REFINE_STARTS, STRATEGIES, build_strategy
 from .training import History, TensorBatches, TrainConfig, class_weights, fit, predict_outputs, seeded
 
 __all__ = ["RefineClassifier", "RefineRegressor"]
@@ -129,6 +136,18 @@ class _RefineEstimator(BaseEstimator):
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}.")
         if self.class_weight not in (None, "balanced"):
             raise ValueError(f"class_weight must be None or 'balanced', got {self.class_weight!r}.")
+        check_random_state(self.random_state)
+        try:
+            sizes = None if isinstance(self.hidden_sizes, (str, bytes)) else list(self.hidden_sizes)
+        except TypeError:  # not iterable: a single integer, say
+            sizes = None
+        if sizes is None or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0
+                                    for h in sizes):
+            raise ValueError(
+                f"hidden_sizes must be a sequence of positive integers, e.g. (128,), got {self.hidden_sizes!r}."
+            )
+        if self.start not in REFINE_STARTS:
+            raise ValueError(f"start must be one of {', '.join(REFINE_STARTS)}, got {self.start!r}.")
 
     def _build(self, n_inputs: int, feature_dim: int | None, n_outputs: int) -> nn.Module:
         source = None
@@ -168,11 +187,11 @@ class _RefineEstimator(BaseEstimator):
         check_same_length(X=X, y=targets, source_features=F)
         index = np.arange(len(X))
         train_idx, val_idx = index, None
-        if self.validation_fraction > 0:
-            stratify = codes_for_split if codes_for_split is not None and _can_stratify(codes_for_split) else None
-            train_idx, val_idx = train_test_split(
-                index, test_size=self.validation_fraction, random_state=self.random_state, stratify=stratify
-            )
+        if self.validation_fraction > 0 and codes_for_split is not None:
+            train_idx, val_idx = stratified_split(index, codes_for_split, self.validation_fraction, self.random_state)
+        elif self.validation_fraction > 0:
+            train_idx, val_idx = train_test_split(index, test_size=self.validation_fraction,
+                                                  random_state=self.random_state)
         config = TrainConfig(
             optimizer=self.optimizer,
             lr=self.lr,
@@ -296,10 +315,6 @@ class _RefineEstimator(BaseEstimator):
         return sum(p.numel() for _, p in self.model_.trainable_named_parameters())
 
 
-def _can_stratify(codes: np.ndarray) -> bool:
-    return np.bincount(codes).min() >= 2
-
-
 class RefineClassifier(ClassifierMixin, _RefineEstimator):
     """REFINE (or any baseline strategy) as a scikit-learn classifier.
 
@@ -369,7 +384,8 @@ class RefineClassifier(ClassifierMixin, _RefineEstimator):
 
     def predict(self, X: Any, *, source_features: Any = None) -> np.ndarray:
         """Predicted labels."""
-        return self.classes_[self._outputs(X, source_features).argmax(1)]
+        best = self._outputs(X, source_features).argmax(1)  # first: raises NotFittedError before fit
+        return self.classes_[best]
 
     def score(self, X: Any, y: Any, sample_weight: Any = None, *, source_features: Any = None) -> float:
         """Mean accuracy."""

@@ -78,9 +78,12 @@ class FeatureStandardizer(nn.Module):
         self.enabled = enabled
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
+        #: whether :meth:`fit` set the statistics (not saved: a loaded model's buffers hold them)
+        self.fitted = False
 
     @torch.no_grad()
     def fit(self, features: torch.Tensor) -> FeatureStandardizer:
+        self.fitted = True
         if self.enabled:
             features = features.float()
             self.mean.copy_(features.mean(0).to(self.mean.device))
@@ -282,7 +285,7 @@ class Refine(TransferModel):
         """A linear probe on the same (standardised) features, for the warm start."""
         probe = LinearProbe(self.scaler.mean.numel(), self.head.out_features, source=self.source)
         probe.scaler.load_state_dict(self.scaler.state_dict())
-        probe.scaler.enabled = self.scaler.enabled
+        probe.scaler.enabled, probe.scaler.fitted = self.scaler.enabled, self.scaler.fitted
         return probe.to(self.scaler.mean.device)
 
     @torch.no_grad()

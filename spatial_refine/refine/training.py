@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
@@ -210,8 +211,20 @@ def _loss_function(task: Task, weights: torch.Tensor | None):
     if task == "classification":
         return lambda outputs, y: F.cross_entropy(outputs.float(), y, weight=weights)
     if task == "regression":
-        return lambda outputs, y: F.mse_loss(outputs.float(), y.float())
+        return _regression_loss
     raise ValueError(f"task must be 'classification' or 'regression', got {task!r}.")
+
+
+def _regression_loss(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean square error; targets ``(n,)`` for a single output are read as ``(n, 1)`` (never broadcast)."""
+    if y.dim() == 1 and outputs.dim() == 2 and outputs.shape[1] == 1:
+        y = y[:, None]
+    if outputs.shape != y.shape:
+        raise ValueError(
+            f"Regression targets of shape {tuple(y.shape)} for outputs of shape {tuple(outputs.shape)}: pass y as "
+            "(n, k) with k the model's n_outputs (or (n,) when n_outputs=1)."
+        )
+    return F.mse_loss(outputs.float(), y.float())
 
 
 def _model_inputs(batch: dict) -> dict:
@@ -298,8 +311,21 @@ def fit(
     validation set every run also evaluates its starting weights, so a warm start is kept as it is when
     no epoch improves on it. ``History.start`` says which run was kept; ``History.start_val_loss`` has
     each start's best validation loss.
+
+    A strategy that reads frozen features standardises them with fixed statistics (``standardize_features``):
+    set them first with ``model.fit_feature_statistics(training_features)`` (the estimators and the spatial
+    annotator do); otherwise the features are used as they are, with a warning.
     """
     config = config or TrainConfig()
+    scaler = getattr(model, "scaler", None)
+    if scaler is not None and scaler.enabled and not scaler.fitted:
+        warnings.warn(
+            f"{type(model).__name__} standardises the frozen features, but its statistics were never set: call "
+            "model.fit_feature_statistics(training_features) before fit (until then the features are used as they "
+            "are).",
+            UserWarning,
+            stacklevel=2,
+        )
     device = resolve_device(config.device)
     amp = config.mixed_precision and device.type == "cuda"
     loss_fn = _loss_function(task, None if weights is None else weights.to(device))
