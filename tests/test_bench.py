@@ -289,6 +289,33 @@ def test_cli_reports_missing_data(tmp_path, monkeypatch, capsys):
     assert "cifar100_python" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [(["--strategies", "refine", "foo"], "unknown strategy 'foo'"),
+     (["--set", "n_target=abc"], "n_target takes a value of type int"),
+     (["--device", "tpu"], "Unknown device 'tpu'"),
+     (["--seeds", "-1"], "--seeds must be non-negative"),
+     (["--threads", "-2"], "--threads must be positive")],
+)
+def test_cli_refuses_bad_options_before_reading_data_or_training(options, message, tmp_path, monkeypatch, capsys):
+    # no data anywhere: had the options passed, the run would stop at the missing data (exit 1), not at 2
+    monkeypatch.setenv("SPATIAL_REFINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SPATIAL_REFINE_CACHE_DIR", str(tmp_path / "cache"))
+    assert bench_main(["text", "--task", "books-kitchen", "--out", str(tmp_path / "out"), *options]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_single_seed_has_no_spread_to_report():
+    from spatial_refine.bench.report import summarize, to_markdown
+
+    records = [{"task": "t", "strategy": "refine", "seed": 0, "accuracy": 0.5, "macro_f1": 0.4, "weighted_f1": 0.4,
+                "auc_ovr": 0.6, "min_class_accuracy": 0.3, "train_seconds": 1.0, "trainable_params": 10}]
+    summary = summarize(records)
+    assert np.isnan(summary.loc[0, "accuracy_std"])
+    assert "| refine | 50.00 |" in to_markdown(summary) and "+-" not in to_markdown(summary)
+
+
 # ------------------------------------------------------------------------------------------------
 # pieces
 

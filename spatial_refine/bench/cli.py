@@ -41,7 +41,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         p.add_argument("--seeds", type=int, nargs="+", default=None, help="run seeds (default: the protocol's)")
         p.add_argument("--strategies", nargs="+", default=None,
                        help="strategies (core names; refine:nostd / refine:cold / refine:probe / refine:residual / refine:plain for ablations)")
-        p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for tables and plots")
+        p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                       help=f"folder for tables and plots (default: {DEFAULT_OUT}, where the committed results live: "
+                            "their file names hold the task and protocol, not the seeds, so pass --out for trial runs)")
         p.add_argument("--cache-dir", type=Path, default=None,
                        help="folder of pretrained sources (default: <user cache>/bench_sources)")
         p.add_argument("--data-dir", default=None, help="data folder searched before $SPATIAL_REFINE_DATA_DIR")
@@ -67,6 +69,23 @@ def _paths(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse bad ``--strategies``, ``--device``, ``--seeds`` and ``--threads`` with a ValueError that says why."""
+    from .._device import resolve_device
+    from ..refine import STRATEGIES
+    from .runner import parse_strategy
+
+    for spec in args.strategies or ():
+        name, _ = parse_strategy(spec)
+        if name not in STRATEGIES:
+            raise ValueError(f"unknown strategy {name!r} in --strategies: choose from {', '.join(STRATEGIES)}.")
+    resolve_device(args.device)
+    if args.seeds is not None and min(args.seeds) < 0:
+        raise ValueError(f"--seeds must be non-negative integers, got {args.seeds}.")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be positive (or 0 for torch's default), got {args.threads}.")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the tasks named in ``args``; print where the tables went. Returns the exit status."""
     from ..datasets import cache_dir
@@ -77,11 +96,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:  # every option checked before any data is read or source trained
+        protocol = override(get_protocol(args.protocol), args.settings)
+        _check_options(args)
+    except ValueError as err:
+        print(f"spatial-refine bench: error: {err}", file=sys.stderr)
+        return 2
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    protocol = override(get_protocol(args.protocol), args.settings)
     paths = _paths(args.path)
     names = args.task or ["all"]
     everything = "all" in names

@@ -179,15 +179,19 @@ def override(protocol: Protocol, settings: list[str] | tuple[str, ...]) -> Proto
             fields = ", ".join(f for f in hints if f != "name")
             raise ValueError(f"Cannot set {item!r}: use FIELD=VALUE with FIELD one of {fields}.")
         hint = str(hints[key])
-        if "tuple" in hint:
-            changes[key] = tuple(int(v) for v in raw.split(",") if v)
-        elif raw.lower() == "none" and "None" in hint:
-            changes[key] = None
-        elif "float" in hint:
-            changes[key] = float(raw)
-        elif "int" in hint:
-            changes[key] = int(raw)
-        else:
-            changes[key] = raw
+        try:
+            if "tuple" in hint:
+                changes[key] = tuple(int(v) for v in raw.split(",") if v)
+            elif raw.lower() == "none" and "None" in hint:
+                changes[key] = None
+            elif "float" in hint:
+                changes[key] = float(raw)
+            elif "int" in hint:
+                changes[key] = int(raw)
+            else:
+                changes[key] = raw
+        except ValueError:
+            kind = getattr(hints[key], "__name__", hint)
+            raise ValueError(f"Cannot set {item!r}: {key} takes a value of type {kind}, got {raw!r}.") from None
     name = "+".join([protocol.name, *sorted(settings)])
     return dataclasses.replace(protocol, name=name, **changes)

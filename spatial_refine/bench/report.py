@@ -33,7 +33,8 @@ def summarize(records: list[dict] | pd.DataFrame) -> pd.DataFrame:
         for metric in METRICS:
             values = 100.0 * group[metric].to_numpy(dtype=float)
             row[f"{metric}_mean"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-            row[f"{metric}_std"] = float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else 0.0
+            # one seed has no spread: NaN (shown as the mean alone), not a misleading 0
+            row[f"{metric}_std"] = float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else float("nan")
         row["train_seconds_mean"] = float(group["train_seconds"].mean())
         row["trainable_params"] = int(group["trainable_params"].iloc[0])
         rows.append(row)
@@ -51,7 +52,8 @@ def to_markdown(summary: pd.DataFrame, published: dict[str, float] | None = None
             cells[0] += f" (diverged in {int(row['n_diverged'])} of {int(row['n_seeds'])} seeds)"
         for metric in METRICS:
             mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-            cells.append("n/a" if not np.isfinite(mean) else f"{mean:.2f} +- {std:.2f}")
+            cells.append("n/a" if not np.isfinite(mean) else f"{mean:.2f}" if not np.isfinite(std)
+                         else f"{mean:.2f} +- {std:.2f}")
         pub = published.get(row["strategy"])
         cells += [f"{pub:.2f}" if pub is not None else "-", f"{row['train_seconds_mean']:.1f}", f"{row['trainable_params']:,}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -84,7 +86,7 @@ def _plot(summary: pd.DataFrame, published: dict[str, float], title: str, path: 
 
     fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(summary), 3.2))
     xs = np.arange(len(summary))
-    ax.bar(xs, summary["accuracy_mean"], yerr=summary["accuracy_std"], color="#4c72b0", capsize=3, label="this run")
+    ax.bar(xs, summary["accuracy_mean"], yerr=summary["accuracy_std"].fillna(0.0), color="#4c72b0", capsize=3, label="this run")
     pub = [published.get(s, np.nan) for s in summary["strategy"]]
     if np.isfinite(pub).any():
         ax.scatter(xs, pub, color="#dd8452", marker="D", zorder=3, label="published")
