@@ -232,6 +232,48 @@ def test_layers_beyond_nlayers_are_refused(tmp_path):
         load_pretrained(bad)
 
 
+def test_non_finite_weights_are_refused(tmp_path):
+    bad = _write(tmp_path / "bad")
+    state = raw_state(bad)
+    state["value_encoder.linear2.weight"][0, 0] = float("nan")
+    torch.save(state, bad / "best_model.pt")
+    with pytest.raises(CheckpointError, match=r"NaN or infinite values: value_encoder\.linear2\.weight"):
+        load_pretrained(bad)
+
+
+def test_a_long_mismatch_names_a_few_tensors_and_counts_the_rest(tmp_path):
+    bad = _write(tmp_path / "bad")
+    state = raw_state(bad)
+    for key in [k for k in state if k.startswith("transformer_encoder.layers.")]:
+        del state[key]
+    torch.save(state, bad / "best_model.pt")
+    with pytest.raises(CheckpointError, match=r"missing tensor\(s\): .*\.\.\. and \d+ more") as err:
+        load_pretrained(bad)
+    assert len(str(err.value)) < 2000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [({"pad_value": "abc"}, "'pad_value' must be a finite number"),
+     ({"pad_value": None}, "'pad_value' must be a finite number"),
+     ({"pad_value": float("nan")}, "'pad_value' must be a finite number"),
+     ({"pad_token": None}, "'pad_token' must be a string")],
+)
+def test_odd_args_json_values_are_refused_naming_args_json(tmp_path, args, message):
+    bad = _write(tmp_path / "bad")
+    original = json.loads((bad / "args.json").read_text())
+    (bad / "args.json").write_text(json.dumps({**original, **args}))  # NaN is written as JSON's NaN literal
+    with pytest.raises(ValueError, match=f"args.json: {message}"):
+        load_pretrained(bad)
+
+
+def test_a_vocab_that_is_not_utf8_names_the_file(tmp_path):
+    bad = _write(tmp_path / "bad")
+    (bad / "vocab.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ValueError, match=r"vocab\.json is not valid JSON .*utf-8"):
+        load_pretrained(bad)
+
+
 def test_unknown_args_and_extra_heads_are_tolerated(tmp_path, model_dir):
     other = _write(tmp_path / "finetuned", extra_args={"cell_emb_style": "cls", "new_option": {"a": [1, 2]}})
     state = raw_state(other)

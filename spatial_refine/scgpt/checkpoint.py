@@ -156,7 +156,8 @@ def extract_embedding_state(
     Raises
     ------
     CheckpointError
-        Naming every missing, mis-shaped or non-floating tensor, or encoder layers beyond ``nlayers``.
+        Naming every missing, mis-shaped, non-floating or non-finite tensor, or encoder layers beyond
+        ``nlayers``.
     """
     state = normalize_keys(state_dict)
     expected = embedding_path_shapes(config, n_tokens)
@@ -169,16 +170,22 @@ def extract_embedding_state(
     not_float = [
         f"{k} ({state[k].dtype})" for k in expected if k in state and not state[k].is_floating_point()
     ]
+    not_finite = [
+        k for k in expected
+        if k in state and state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())
+    ]
     extra_layers = sorted(
         {int(m.group(1)) for k in state if (m := _LAYER_KEY.match(k)) and int(m.group(1)) >= config.nlayers}
     )
     problems = []
     if missing:
-        problems.append(f"{len(missing)} missing tensor(s): " + ", ".join(missing))
+        problems.append(f"{len(missing)} missing tensor(s): " + _first(missing, ", "))
     if misshaped:
-        problems.append(f"{len(misshaped)} mis-shaped tensor(s): " + "; ".join(misshaped))
+        problems.append(f"{len(misshaped)} mis-shaped tensor(s): " + _first(misshaped, "; "))
     if not_float:
-        problems.append("non-floating tensor(s): " + ", ".join(not_float))
+        problems.append("non-floating tensor(s): " + _first(not_float, ", "))
+    if not_finite:
+        problems.append("tensor(s) with NaN or infinite values: " + _first(not_finite, ", "))
     if extra_layers:
         problems.append(f"encoder layer(s) {extra_layers} beyond args.json's nlayers={config.nlayers}")
     if problems:
@@ -190,3 +197,9 @@ def extract_embedding_state(
     tensors = OrderedDict((k, state[k].detach().to(torch.float32).contiguous()) for k in expected)
     ignored = sorted(k for k in state if k not in expected)
     return tensors, ignored
+
+
+def _first(items: list[str], separator: str, limit: int = 8) -> str:
+    """The first ``limit`` items joined, and how many more (a 200-layer mismatch names thousands of tensors)."""
+    shown = separator.join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}{separator}... and {len(items) - limit} more"

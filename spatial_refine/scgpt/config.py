@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,9 +107,11 @@ class ScGPTConfig:
         kwargs: dict[str, Any] = {k: _as_int(args[k], k) for k in _REQUIRED}
         for key in ("pad_token", "input_style", "input_emb_style"):
             if key in args:
-                kwargs[key] = str(args[key])
+                if not isinstance(args[key], str):
+                    raise ValueError(f"args.json: {key!r} must be a string, got {args[key]!r}.")
+                kwargs[key] = args[key]
         if "pad_value" in args:
-            kwargs["pad_value"] = float(args["pad_value"])
+            kwargs["pad_value"] = _as_finite_float(args["pad_value"], "pad_value")
         extra = {k: v for k, v in args.items() if k not in known}
         return cls(**kwargs, extra=extra)
 
@@ -124,7 +127,7 @@ class ScGPTConfig:
         path = Path(path)
         try:
             args = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path} is not valid JSON ({err}); re-download the checkpoint folder.") from err
         return cls.from_dict(args)
 
@@ -138,3 +141,10 @@ def _as_int(value: Any, name: str) -> int:
     if isinstance(value, int):
         return value
     raise ValueError(f"args.json: {name!r} must be a positive integer, got {value!r}.")
+
+
+def _as_finite_float(value: Any, name: str) -> float:
+    """A finite number from JSON (a NaN pad value would make every embedding NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"args.json: {name!r} must be a finite number, got {value!r}.")
+    return float(value)

@@ -61,7 +61,7 @@ class GeneVocab(Mapping[str, int]):
         path = Path(path)
         try:
             mapping = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path} is not valid JSON ({err}); re-download the checkpoint folder.") from err
         return cls(mapping, pad_token=pad_token, cls_token=cls_token)
 
