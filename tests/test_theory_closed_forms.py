@@ -253,3 +253,16 @@ def test_closed_forms_import_without_torch():
     code = "import sys; import spatial_refine.theory.closed_forms; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_edges_without_samples_and_undefined_inputs():
+    # no target sample: the readout stays zero, so its risk is that of predicting 0, ||beta||^2 = 1, with or
+    # without ridge, as scratch training's (1 - n/d = 1)
+    assert cf.linear_transfer_risk(0.0, 0.5, d=100) == 1.0
+    assert cf.linear_transfer_risk(0.0, 0.5, d=100, lam=0.1) == 1.0
+    assert cf.scratch_risk(0.0, d=100) == 1.0
+    assert cf.linear_transferability(0.0, 0.5, d=100) == 0.0
+    assert np.isinf(cf.linear_transfer_risk(2 / 100, 0.5, d=100))  # n = 2: the expectation diverges
+    np.testing.assert_array_equal(np.isnan(cf.scratch_risk([0.5, np.nan], 0.1)), [False, True])
+    with pytest.raises(ValueError, match="sigma"):
+        cf.scratch_risk(0.5, sigma=-1.0)

@@ -107,6 +107,10 @@ def test_bad_options_raise():
         transferability_diagnostic(z, raw, labels, train_sizes=[1, 10])
     with pytest.raises(ValueError, match="Unknown model"):
         transferability_diagnostic(z, raw, labels, scratch_model="svm", n_seeds=1)
+    with pytest.raises(ValueError, match="n_sizes"):
+        transferability_diagnostic(z, raw, labels, n_sizes=0)
+    with pytest.raises(ValueError, match="whole numbers"):
+        transferability_diagnostic(z, raw, labels, train_sizes=[50.7, 100.2])
 
 
 def test_stratified_subsample_and_curve_fit():

@@ -73,6 +73,7 @@ def scratch_risk(gamma: ArrayLike, sigma: ArrayLike = 0.0, d: int | None = None)
     The expected risk; ``inf`` where it diverges (``gamma = 1``, or ``|n - d| <= 1`` at finite size, when
     ``sigma > 0``). With ``sigma = 0`` the overparameterised branch is finite at the peak.
     """
+    _check_nonneg("sigma", _f(sigma))
     g, s2 = np.broadcast_arrays(_f(gamma), _f(sigma) ** 2)
     _check_nonneg("gamma", g)
     out = np.empty(g.shape, dtype=np.float64)
@@ -91,6 +92,7 @@ def scratch_risk(gamma: ArrayLike, sigma: ArrayLike = 0.0, d: int | None = None)
             out[over] = s2[over] * d / (n[over] - d - 1)
             out[peak] = np.where(s2[peak] > 0, np.inf, np.clip(1 - n[peak] / d, 0.0, None))
     out[np.isnan(out)] = np.inf
+    out[np.isnan(g) | np.isnan(s2)] = np.nan  # an undefined input stays undefined
     return out
 
 
@@ -176,7 +178,8 @@ def linear_transfer_risk(
     d
         Input dimension. ``None``: the limit ``sin^2(theta)`` (or Thm 3.8 with ``lam > 0``). With ``d``:
         Thm 3.7, exact for ``n > 2``: ``sin^2 + (sigma^2 + sin^2) / (n - 2)`` (or the finite-``n`` ridge
-        risk, see :func:`ridge_linear_transfer_risk`).
+        risk, see :func:`ridge_linear_transfer_risk`); ``inf`` for ``n = 1, 2`` without ridge (the expectation
+        diverges), and ``1`` for ``n = 0`` (no samples: the readout stays zero, the risk of predicting 0).
     lam
         Ridge strength of the readout (``0``: minimum-norm least squares).
     """
@@ -187,10 +190,12 @@ def linear_transfer_risk(
     out = np.empty(g.shape, dtype=np.float64)
     for idx in np.ndindex(g.shape):
         n = round(float(g[idx]) * d)
-        if n <= 2 and lam == 0:
+        if n == 0:
+            out[idx] = 1.0
+        elif n <= 2 and lam == 0:
             out[idx] = np.inf
         else:
-            out[idx] = ridge_linear_transfer_risk(th[idx], lam, float(sg[idx]), n=max(n, 1))
+            out[idx] = ridge_linear_transfer_risk(th[idx], lam, float(sg[idx]), n=n)
     return out
 
 

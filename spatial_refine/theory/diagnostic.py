@@ -448,9 +448,15 @@ def _diagnostic(
     splitter = StratifiedShuffleSplit(n_splits=n_seeds, test_size=n_test, random_state=random_state)
     n_pool = n_cells - n_test
     if train_sizes is None:
+        if isinstance(n_sizes, bool) or not isinstance(n_sizes, (int, np.integer)) or n_sizes < 2:
+            raise ValueError(f"`n_sizes` must be an integer >= 2 (points of the learning curve), got {n_sizes!r}.")
         sizes = _default_sizes(n_pool, len(classes), n_sizes)
     else:
-        sizes = np.unique(np.asarray(train_sizes, dtype=int))
+        requested = np.asarray(train_sizes)
+        if requested.ndim != 1 or requested.size == 0 or not np.all(np.isfinite(requested)) or np.any(
+                requested != np.round(requested)):
+            raise ValueError(f"`train_sizes` must be a non-empty list of whole numbers of cells, got {train_sizes!r}.")
+        sizes = np.unique(requested.astype(int))
         if sizes.min() < len(classes) or sizes.max() > n_pool:
             raise ValueError(
                 f"`train_sizes` must lie in [{len(classes)}, {n_pool}] (number of classes, training pool size)."
