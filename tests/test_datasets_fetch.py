@@ -234,3 +234,12 @@ def test_directory_entries(tmp_path):
 def test_unknown_dataset(tmp_path):
     with pytest.raises(KeyError, match="Known datasets: toy"):
         fetch("nope", manifest=_manifest(tmp_path, toy=_entry()))
+
+
+def test_unknown_dataset_suggests_close_names(tmp_path):
+    m = _manifest(tmp_path, osmfish_cortex=_entry(), merfish_demo=_entry())
+    with pytest.raises(KeyError, match="Did you mean 'osmfish_cortex'"):
+        fetch("osmfish", manifest=m)
+    with pytest.raises(KeyError) as err:
+        fetch("zzz", manifest=m)
+    assert "Did you mean" not in str(err.value)

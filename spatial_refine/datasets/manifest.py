@@ -127,8 +127,13 @@ class Manifest(Mapping[str, DatasetEntry]):
         try:
             return self._entries[name]
         except KeyError:
+            import difflib
+
             known = ", ".join(sorted(self._entries))
-            raise KeyError(f"Unknown dataset {name!r}. Known datasets: {known}.") from None
+            close = difflib.get_close_matches(str(name), list(self._entries), n=3, cutoff=0.5)
+            close += [k for k in sorted(self._entries) if str(name).lower() in k.lower() and k not in close]
+            hint = f" Did you mean {', '.join(map(repr, close[:3]))}?" if close else ""
+            raise KeyError(f"Unknown dataset {name!r}.{hint} Known datasets: {known}.") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -476,7 +476,10 @@ class Distill(TransferModel):
     ) -> None:
         super().__init__()
         if _require_source(source, "distill").head is None:
-            raise ValueError("distill needs the source's head: pass FrozenSource(features, head=...).")
+            raise ValueError(
+                "distill needs the source's head: pass FrozenSource(features, head=...) to build_strategy, or "
+                "source_head= to RefineClassifier."
+            )
         if temperature <= 0 or not 0.0 <= alpha <= 1.0:
             raise ValueError("distill needs temperature > 0 and 0 <= alpha <= 1.")
         self.encoder = encoder
