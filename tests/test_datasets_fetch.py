@@ -237,7 +237,7 @@ def test_unknown_dataset(tmp_path):
 
 
 def test_unknown_dataset_suggests_close_names(tmp_path):
-    m = _manifest(tmp_path, osmfish_cortex=_entry(), merfish_demo=_entry())
+    m = _manifest(tmp_path, osmfish_cortex=_entry(), merfish_demo=_entry(file="demo.bin", path="sub/demo.bin"))
     with pytest.raises(KeyError, match="Did you mean 'osmfish_cortex'"):
         fetch("osmfish", manifest=m)
     with pytest.raises(KeyError) as err:
