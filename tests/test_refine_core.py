@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -483,3 +484,13 @@ def test_regression_targets_of_one_dimension_are_one_output_not_broadcast():
     with pytest.raises(ValueError, match="Regression targets of shape"):
         fit(build_strategy("notrans", n_outputs=1, encoder=MLPEncoder(N_IN, (8,))), wrong, None, task="regression",
             config=TrainConfig(max_epochs=1))
+
+
+def test_a_double_precision_source_module_works_and_gives_float32_features():
+    features, _ = small_source()
+    X, y = toy_data(60)
+    double = FrozenSource(copy.deepcopy(features).double())
+    out = double(torch.from_numpy(X))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, FrozenSource(features)(torch.from_numpy(X)), atol=1e-5, rtol=1e-5)
+    RefineClassifier(source=copy.deepcopy(features).double(), max_epochs=1, hidden_sizes=(8,)).fit(X, y)

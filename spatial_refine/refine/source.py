@@ -55,9 +55,14 @@ class FrozenSource(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features ``f_rep(x)`` without gradients, in eval mode."""
+        """Features ``f_rep(x)`` without gradients, in eval mode; a source in another floating precision (say
+        float64) gets the input in its own and returns float32."""
+        weight = next(self.features.parameters(), None)
+        if weight is not None and weight.is_floating_point() and x.is_floating_point() and x.dtype != weight.dtype:
+            x = x.to(weight.dtype)
         with torch.no_grad(), eval_mode(self.features):
-            return self.features(x)
+            out = self.features(x)
+        return out.float() if out.is_floating_point() and out.dtype != torch.float32 else out
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """The source head's outputs on precomputed features (for distillation)."""
