@@ -60,8 +60,7 @@ def encode_class_labels(y: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("y is empty: pass at least one labelled sample.")
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
         raise ValueError("y contains NaN or infinite labels: drop the unlabelled samples first.")
-    if labels.dtype == object and any(v is None or v is pd.NA or v is pd.NaT for v in labels):
-        raise ValueError("y contains missing labels (None / pd.NA): drop the unlabelled samples first.")
+    check_no_missing_labels(labels)
     if labels.dtype == object and len({type(v) for v in labels}) > 1:
         kinds = sorted({type(v).__name__ for v in labels})
         raise ValueError(f"y mixes label types {kinds}: convert them to one type, e.g. y.astype(str).")
@@ -70,6 +69,13 @@ def encode_class_labels(y: Any) -> tuple[np.ndarray, np.ndarray]:
     if len(classes) < 2:
         raise ValueError(f"y has a single class ({classes[0]!r}): classification needs at least two classes.")
     return classes, codes.astype(np.int64)
+
+
+def check_no_missing_labels(y: Any) -> None:
+    """Refuse ``None`` / ``pd.NA`` / ``pd.NaT`` labels (NaN is checked with the numbers)."""
+    labels = np.asarray(y)
+    if labels.dtype == object and any(v is None or v is pd.NA or v is pd.NaT for v in labels.ravel()):
+        raise ValueError("y contains missing labels (None / pd.NA): drop the unlabelled samples first.")
 
 
 def as_regression_targets(y: Any) -> np.ndarray:

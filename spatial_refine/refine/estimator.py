@@ -18,13 +18,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ..encoders import MLPEncoder
 from ._validation import (
     as_float_array,
     as_regression_targets,
+    check_no_missing_labels,
     check_random_state,
     check_same_length,
     encode_class_labels,
@@ -134,8 +135,8 @@ class _RefineEstimator(BaseEstimator):
             raise ValueError("dann_gate is a classification strategy.")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}.")
-        if self.class_weight not in (None, "balanced"):
-            raise ValueError(f"class_weight must be None or 'balanced', got {self.class_weight!r}.")
+        if self.class_weight is not None and self.class_weight != "balanced" and not isinstance(self.class_weight, dict):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict label -> weight, got {self.class_weight!r}.")
         check_random_state(self.random_state)
         try:
             sizes = None if isinstance(self.hidden_sizes, (str, bytes)) else list(self.hidden_sizes)
@@ -180,9 +181,8 @@ class _RefineEstimator(BaseEstimator):
 
     # ----------------------------------------------------------------------------------------------
     # training
-    def _fit(self, X: Any, targets: np.ndarray, n_outputs: int, source_features: Any, codes_for_split) -> None:
-        self._check_params()
-        X = as_float_array(X, "X")
+    def _fit(self, X: np.ndarray, targets: np.ndarray, n_outputs: int, source_features: Any, codes_for_split) -> None:
+        """Train on ``X`` already validated by :meth:`_validated` (float32, dense, 2-D, finite)."""
         F = self._frozen_features(X, source_features)
         check_same_length(X=X, y=targets, source_features=F)
         index = np.arange(len(X))
@@ -215,6 +215,8 @@ class _RefineEstimator(BaseEstimator):
         weights = None
         if self.class_weight == "balanced":
             weights = class_weights(targets[train_idx], n_outputs)
+        elif isinstance(self.class_weight, dict):  # label -> weight; labels not named weigh 1, as in scikit-learn
+            weights = torch.tensor([float(self.class_weight.get(c, 1.0)) for c in self.classes_], dtype=torch.float32)
         self.history_: History = fit(
             model,
             subset(train_idx),
@@ -224,16 +226,33 @@ class _RefineEstimator(BaseEstimator):
             weights=weights,
         )
         self.model_ = model.cpu()
-        self.n_features_in_ = X.shape[1]
         self.feature_dim_ = feature_dim
         self.n_outputs_ = n_outputs
         self.source_fingerprint_ = fingerprint(self.source) if isinstance(self.source, nn.Module) else None
 
+    def _validated(self, X: Any, y: Any = None, *, fitting: bool) -> Any:
+        """``X`` (and ``y`` when fitting) checked the scikit-learn way (``n_features_in_``, ``feature_names_in_``,
+        its messages), then as the float32 dense array the networks read."""
+        if fitting:
+            self._check_params()
+            regression = self._task == "regression"
+            X, y = validate_data(self, X, y, accept_sparse=("csr", "csc", "coo"), dtype="numeric", ensure_min_samples=2,
+                                 multi_output=regression, y_numeric=regression)
+        else:
+            X = validate_data(self, X, reset=False, accept_sparse=("csr", "csc", "coo"), dtype="numeric")
+        X = as_float_array(X, "X")  # dense float32; the checks above already passed
+        return (X, y) if fitting else X
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # densified: the encoders are dense MLPs
+        if self._task == "regression":
+            tags.target_tags.multi_output = True
+        return tags
+
     def _outputs(self, X: Any, source_features: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
-        X = as_float_array(X, "X")
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but the model was fitted on {self.n_features_in_}.")
+        X = self._validated(X, fitting=False)
         F = self._frozen_features(X, source_features)
         check_same_length(X=X, source_features=F)
         if F is not None and F.shape[1] != self.feature_dim_:
@@ -348,7 +367,7 @@ class RefineClassifier(ClassifierMixin, _RefineEstimator):
     validation_fraction
         Held-out fraction (stratified) for early stopping and best-epoch restore; 0 trains all epochs.
     class_weight
-        ``None`` or ``"balanced"``.
+        ``None``, ``"balanced"`` or a dict label -> weight (labels not named weigh 1).
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
     random_state
@@ -372,6 +391,9 @@ class RefineClassifier(ClassifierMixin, _RefineEstimator):
 
     def fit(self, X: Any, y: Any, *, source_features: Any = None) -> RefineClassifier:
         """Fit on raw inputs ``X`` (n, p), labels ``y`` (n,) and optional frozen features (n, q)."""
+        if y is not None:
+            check_no_missing_labels(y)  # before scikit-learn's checks, which cannot compare pd.NA
+        X, y = self._validated(X, y, fitting=True)
         classes, codes = encode_class_labels(y)
         self.classes_ = classes
         self._fit(X, codes, len(classes), source_features, codes)
@@ -380,7 +402,7 @@ class RefineClassifier(ClassifierMixin, _RefineEstimator):
     def predict_proba(self, X: Any, *, source_features: Any = None) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``."""
         logits = torch.from_numpy(self._outputs(X, source_features))
-        return logits.softmax(1).numpy()
+        return logits.softmax(1).numpy().astype(np.float64)  # scikit-learn's precision
 
     def predict(self, X: Any, *, source_features: Any = None) -> np.ndarray:
         """Predicted labels."""
@@ -414,14 +436,15 @@ class RefineRegressor(RegressorMixin, _RefineEstimator):
         """Fit on raw inputs ``X`` (n, p), targets ``y`` (n,) or (n, k) and optional frozen features."""
         if self.class_weight is not None:
             raise ValueError("class_weight applies to classification only.")
+        X, y = self._validated(X, y, fitting=True)
         targets = as_regression_targets(y)
-        self._y_ndim = np.ndim(y)
+        self._y_ndim = y.ndim
         self._fit(X, targets, targets.shape[1], source_features, None)
         return self
 
     def predict(self, X: Any, *, source_features: Any = None) -> np.ndarray:
         """Predicted values."""
-        outputs = self._outputs(X, source_features)
+        outputs = self._outputs(X, source_features).astype(np.float64)  # scikit-learn's precision
         return outputs[:, 0] if self._y_ndim == 1 else outputs
 
     def score(self, X: Any, y: Any, sample_weight: Any = None, *, source_features: Any = None) -> float:
