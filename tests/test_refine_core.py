@@ -494,3 +494,17 @@ def test_a_double_precision_source_module_works_and_gives_float32_features():
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, FrozenSource(features)(torch.from_numpy(X)), atol=1e-5, rtol=1e-5)
     RefineClassifier(source=copy.deepcopy(features).double(), max_epochs=1, hidden_sizes=(8,)).fit(X, y)
+
+
+def test_dataframe_column_names_are_kept_through_save_and_load(tmp_path):
+    X, y = toy_data(60)
+    frame = pd.DataFrame(X, columns=[f"gene{i}" for i in range(X.shape[1])])
+    clf = RefineClassifier("notrans", max_epochs=2, hidden_sizes=(8,)).fit(frame, y)
+    assert list(clf.feature_names_in_) == list(frame.columns)
+    loaded = RefineClassifier.load(clf.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.feature_names_in_, clf.feature_names_in_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same columns: no "fitted without feature names" warning
+        np.testing.assert_array_equal(loaded.predict(frame), clf.predict(frame))
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.predict(frame[frame.columns[::-1]])

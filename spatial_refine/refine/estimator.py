@@ -278,6 +278,7 @@ class _RefineEstimator(BaseEstimator):
             "estimator": type(self).__name__,
             "params": params,
             "n_features_in": self.n_features_in_,
+            "feature_names_in": getattr(self, "feature_names_in_", np.array([])).tolist() or None,
             "feature_dim": self.feature_dim_,
             "n_outputs": self.n_outputs_,
             "source_fingerprint": self.source_fingerprint_,
@@ -315,6 +316,8 @@ class _RefineEstimator(BaseEstimator):
             raise ValueError(f"Saved weights do not match the model: missing {missing}, unexpected {unexpected}.")
         estimator.model_ = model.eval()
         estimator.n_features_in_ = config["n_features_in"]
+        if config.get("feature_names_in"):  # fitted on a DataFrame: its columns are checked at predict
+            estimator.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
         estimator.feature_dim_ = config["feature_dim"]
         estimator.n_outputs_ = config["n_outputs"]
         estimator.source_fingerprint_ = expected
