@@ -12,7 +12,6 @@ from ._constants import RESULT_KEY, SPATIAL_KEY
 if TYPE_CHECKING:
     from anndata import AnnData
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 __all__ = ["benchmark", "confusion_matrix", "spatial", "training_curves"]
 
@@ -69,14 +68,22 @@ def spatial(
 def confusion_matrix(
     adata: AnnData, true_key: str, pred_key: str = RESULT_KEY, *, normalize: bool = True, ax: Axes | None = None
 ) -> Axes:
-    """Row-normalised confusion matrix of ``obs[pred_key]`` against ``obs[true_key]`` (cells with both)."""
+    """Row-normalised confusion matrix of ``obs[pred_key]`` against ``obs[true_key]`` (cells with both).
+
+    Square on the true classes: column ``i`` is row ``i``'s class, so the diagonal holds the correct calls, also
+    for classes never predicted (an empty column); labels only predicted (such as ``"Unknown"``) follow as extra
+    columns."""
     import matplotlib.pyplot as plt
 
     for key in (true_key, pred_key):
         if key not in adata.obs:
             raise ValueError(f"adata.obs[{key!r}] is missing.")
+        if pd.api.types.is_float_dtype(adata.obs[key]):
+            raise ValueError(f"adata.obs[{key!r}] holds numbers, not labels: is it a confidence column?")
     frame = adata.obs[[true_key, pred_key]].dropna().astype(str)
-    table = pd.crosstab(frame[true_key], frame[pred_key])
+    rows = sorted(set(frame[true_key]))
+    columns = rows + sorted(set(frame[pred_key]) - set(rows))
+    table = pd.crosstab(frame[true_key], frame[pred_key]).reindex(index=rows, columns=columns, fill_value=0)
     if normalize:
         table = table.div(table.sum(1), axis=0)
     ax = ax or plt.subplots(figsize=(0.45 * table.shape[1] + 3, 0.45 * table.shape[0] + 2))[1]
@@ -92,13 +99,23 @@ def confusion_matrix(
 
 def training_curves(model: Any, *, ax: Axes | None = None) -> Axes:
     """Training and validation loss per epoch of a trained model (a ``RefineAnnotator`` or estimator),
-    with the restored best epoch marked (epoch 0 is the starting point of a warm-started REFINE run)."""
+    with the restored best epoch marked (epoch 0 is the starting point of a warm-started REFINE run).
+
+    For REFINE's default ensemble these are its network candidate's curves (the first of its two cross-fitted
+    runs); the title gives that network's weight in the ensemble (0: kept out, the logistic regressions
+    predict)."""
     import matplotlib.pyplot as plt
 
     history = getattr(model, "history_", None)
     if history is None or not history.train_loss:
         raise ValueError("This model has no training history (scikit-learn baselines and loaded models have none).")
     ax = ax or plt.subplots(figsize=(5, 3.5))[1]
+    weights = getattr(model, "metrics_", {}).get("ensemble_weights")
+    if weights is not None:  # an ensemble: say whose curves these are
+        from .annotator import AUTO_HIDDEN
+
+        weight = weights.get(str(AUTO_HIDDEN), 0.0)
+        ax.set_title(f"network candidate, first cross-fitted run (ensemble weight {weight:g})", fontsize="medium")
     epochs = np.arange(1, len(history.train_loss) + 1)
     ax.plot(epochs, history.train_loss, label="train")
     if history.val_loss:
@@ -121,14 +138,16 @@ def benchmark(
     method_key: str = "method",
     group_key: str | None = None,
     ax: Axes | None = None,
-) -> Figure:
+) -> Axes:
     """Mean +- std of ``metric`` per method (one row per run in ``results``), grouped if asked
-    (e.g. by number of labelled cells)."""
+    (e.g. by number of labelled cells); returns the axes, the legend above them."""
     import matplotlib.pyplot as plt
 
     for column in (metric, method_key, *([group_key] if group_key else [])):
         if column not in results:
             raise ValueError(f"results has no column {column!r}.")
+    if results.empty:
+        raise ValueError("results has no rows: pass one row per run (method, metric, ...).")
     groups = [None] if group_key is None else list(pd.unique(results[group_key]))
     methods = list(pd.unique(results[method_key]))
     ax = ax or plt.subplots(figsize=(max(5, 0.9 * len(methods) * len(groups)), 3.5))[1]
@@ -143,5 +162,5 @@ def benchmark(
     if group_key:
         ax.set_xlabel(group_key)
     ax.set_ylabel(metric)
-    ax.legend(frameon=False, fontsize="small", ncol=2)
-    return ax.figure
+    ax.legend(frameon=False, fontsize="small", ncol=min(len(methods), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    return ax

@@ -59,6 +59,32 @@ def test_training_curves_mark_the_best_epoch():
 
 def test_benchmark_bars_are_means_per_method():
     results = pd.DataFrame({"method": ["x", "x", "y", "y"], "macro_f1": [0.2, 0.4, 0.6, 0.8]})
-    fig = sr.pl.benchmark(results)
-    heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
+    ax = sr.pl.benchmark(results)
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
     assert heights == [0.3, 0.7]
+    with pytest.raises(ValueError, match="no rows"):
+        sr.pl.benchmark(results.iloc[:0])
+
+
+def test_confusion_matrix_is_square_on_the_true_classes_when_some_are_never_predicted():
+    adata = ad.AnnData(np.zeros((6, 1), dtype=np.float32))
+    adata.obs["truth"] = pd.Categorical(["a", "b", "c", "c", "b", "a"])
+    adata.obs["refine"] = pd.Categorical(["a", "c", "c", "Unknown", "c", "a"])  # b is never predicted
+    ax = sr.pl.confusion_matrix(adata, "truth", normalize=False)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c", "Unknown"]
+    # by hand: a -> a twice; b -> c twice; c -> c once and Unknown once
+    np.testing.assert_array_equal(ax.images[0].get_array(), [[2, 0, 0, 0], [0, 0, 2, 0], [0, 0, 1, 1]])
+    adata.obs["refine_confidence"] = np.linspace(0, 1, 6)
+    with pytest.raises(ValueError, match="confidence column"):
+        sr.pl.confusion_matrix(adata, "truth", "refine_confidence")
+
+
+def test_training_curves_of_an_ensemble_name_the_network_and_its_weight():
+    class Model:
+        def __init__(self):
+            self.history_ = History(train_loss=[1.0, 0.5], val_loss=[1.1, 0.6], best_epoch=1)
+            self.metrics_ = {"ensemble_weights": {"linear[hops]": 1.0}}
+
+    ax = sr.pl.training_curves(Model())
+    assert "ensemble weight 0" in ax.get_title()

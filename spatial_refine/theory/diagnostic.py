@@ -511,7 +511,12 @@ def _diagnostic(
     message = _VERDICT_MESSAGES[verdict]
     if verdict == "helps_small_n" and np.isfinite(summary["crossover_n"]):
         message += f" (scratch overtakes the frozen features near n = {summary['crossover_n']:.0f} cells)"
-    if verdict == "helps" and np.isfinite(summary["projected_crossover_n"]):
+    if verdict == "helps" and np.isfinite(summary["crossover_n"]):
+        message += (
+            f" (but the measured curves cross near n = {summary['crossover_n']:.0f} cells: scratch was level or ahead"
+            f" there; at the largest n, {int(n_p[-1])}, the frozen features lead by {summary['gap']:+.3f})"
+        )
+    elif verdict == "helps" and np.isfinite(summary["projected_crossover_n"]):
         message += (
             f" (extrapolated curves suggest scratch may catch up near n = {summary['projected_crossover_n']:.0f}"
             " cells)"
@@ -554,8 +559,10 @@ def _projected_crossover(
     """Smallest ``n`` in ``(n_max, 100 n_max]`` where the fitted scratch curve reaches the fitted probe curve."""
     if not (np.isfinite(fit_probe[2]) and np.isfinite(fit_scratch[2])):
         return float("nan")
-    grid = np.geomspace(n_max, 100 * n_max, 200)[1:]
+    grid = np.geomspace(n_max, 100 * n_max, 200)
     probe = fit_probe[0] - fit_probe[1] * grid ** (-fit_probe[2])
     scratch = fit_scratch[0] - fit_scratch[1] * grid ** (-fit_scratch[2])
+    if scratch[0] >= probe[0]:  # the fitted curves have met already: nothing left to extrapolate
+        return float("nan")
     hit = np.flatnonzero(scratch >= probe)
     return float(grid[hit[0]]) if hit.size else float("nan")

@@ -195,8 +195,8 @@ def plot_transfer_curves(
     ax.set_xlabel(r"$\gamma = n/d$")
     ax.set_ylabel(r"transferability $T$")
     ax.set_title(rf"$\theta$ = {np.degrees(theta):.0f}°, $\sigma$ = {sigma:g}", fontsize=9)
-    if legend:
-        ax.legend(fontsize=6.5, loc="lower left")
+    if legend:  # where it covers the fewest points (a fixed lower-left hid the negative-transfer dip)
+        ax.legend(fontsize=6.5, loc="best")
     return ax
 
 
@@ -226,9 +226,18 @@ def plot_learning_curves(report: TransferabilityReport, *, metric: str | None = 
     ax.set_xscale("log")
     ax.set_xlabel("training cells")
     ax.set_ylabel(metric)
-    ax.set_title(report.verdict, fontsize=9)
+    ax.set_title(_VERDICT_TITLES.get(report.verdict, report.verdict), fontsize=9)
     ax.legend(fontsize=7)
     return ax
+
+
+#: plain-language titles of the diagnostic's verdicts
+_VERDICT_TITLES = {
+    "helps": "frozen features help",
+    "helps_small_n": "frozen features help with few labels only",
+    "negative": "negative transfer: scratch wins",
+    "neutral": "frozen features neither help nor hurt",
+}
 
 
 def plot_relu_transfer(result: ReluTransferResult, *, ax: Any = None) -> Any:
