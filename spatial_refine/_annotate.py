@@ -188,8 +188,17 @@ def annotate(
                              "as for the reference (e.g. sr.tl.scgpt_embed).")
         kwargs = _graph_kwargs(getattr(model, "graph_params_", None) or {})
         stored_library = kwargs.pop("library_key", None)
-        if library_key is None and stored_library is not None and stored_library in query.obs:
-            library_key = stored_library  # the reference's graph was built per slice: so is the query's
+        if library_key is None and stored_library is not None:
+            if stored_library in query.obs:
+                library_key = stored_library  # the reference's graph was built per slice: so is the query's
+            else:
+                warnings.warn(
+                    f"The reference graph was built per slice (library_key={stored_library!r}), but the query has no "
+                    f"obs[{stored_library!r}]: its graph is built over all its cells. Pass library_key= if it holds "
+                    "several slices.",
+                    UserWarning,
+                    stacklevel=2,
+                )
         logger.info("Building the query graph (%s, library_key=%s).", kwargs, library_key)
         spatial_neighbors(query, library_key=library_key, key_added=graph_key.removesuffix("_connectivities"), **kwargs)
     elif library_key is not None and model.uses_graph:
@@ -210,18 +219,34 @@ def annotate(
 
 
 def _graph_kwargs(params: dict) -> dict[str, Any]:
-    """Arguments of :func:`spatial_refine.pp.spatial_neighbors` that rebuild the reference's graph kind from the
-    ``params`` squidpy stored (kNN: ``n_neighbors``; radius: ``radius``; Delaunay: a ``radius`` of ``None`` or a
-    ``(0, r)`` bound, or the ``delaunay`` flag our wrapper adds), with the ``library_key`` our wrapper records."""
-    kwargs: dict[str, Any] = {}
+    """Arguments of :func:`spatial_refine.pp.spatial_neighbors` that rebuild the reference's graph, from the
+    ``params`` stored with it. Our wrapper records the kind (``graph_kind``; ``delaunay`` in earlier versions); for
+    a graph built with squidpy directly it is read off squidpy's params: a number as ``radius`` is a radius graph
+    (older squidpy stores ``n_neighbors`` for every kind), ``n_neighbors`` alone a kNN graph, a ``radius`` of
+    ``None`` or ``(0, r)`` without ``n_neighbors`` a Delaunay graph (guessed, with a warning: squidpy also stores
+    a radius interval that way). Nothing recorded: the default kNN graph."""
+    kind = params.get("graph_kind") or ("delaunay" if params.get("delaunay") else None)
     radius = params.get("radius")
-    knn = "n_neighbors" in params or "radius" not in params  # no record at all: the default kNN graph
-    if params.get("delaunay") or (not knn and (radius is None or np.ndim(radius) == 1)):
+    if kind is None:
+        if radius is not None and np.ndim(radius) == 0:
+            kind = "radius"
+        elif "n_neighbors" in params or "radius" not in params:
+            kind = "knn"
+        else:
+            kind = "delaunay"
+            warnings.warn(
+                f"The reference graph's kind is not recorded (params {params}); building the query graph as a "
+                "Delaunay graph. Build both graphs with sr.pp.spatial_neighbors to have the kind recorded.",
+                UserWarning,
+                stacklevel=3,
+            )
+    kwargs: dict[str, Any] = {}
+    if kind == "delaunay":
         kwargs["delaunay"] = True
         if radius is not None:
             kwargs["radius"] = float(np.ravel(radius)[-1])
-    elif not knn:
-        kwargs["radius"] = float(radius)
+    elif kind == "radius":
+        kwargs["radius"] = float(np.ravel(radius)[-1])
     else:
         kwargs["n_neighs"] = int(params.get("n_neighbors", 10))
     if params.get("library_key") is not None:

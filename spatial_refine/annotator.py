@@ -446,9 +446,9 @@ class RefineAnnotator:
             raise ValueError(f"batch_size must be a positive integer, 'auto' or None (full batch), got {batch_size!r}.")
         if depth_folds == "auto":
             depth_folds = CV_DEPTH_FOLDS if len(self.labelled_) <= CV_DEPTH_MAX_LABELLED else None
-        elif depth_folds is not None and (isinstance(depth_folds, bool) or not isinstance(depth_folds, int)
-                                          or depth_folds < 2):
+        elif depth_folds is not None and (not _is_integer(depth_folds) or depth_folds < 2):
             raise ValueError(f"depth_folds must be 'auto', an integer >= 2 or None, got {depth_folds!r}.")
+        depth_folds = None if depth_folds is None else int(depth_folds)
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
         inputs = self._inputs(self.adata)
@@ -931,7 +931,8 @@ def _is_integer(value: Any) -> bool:
 
 def _classes(values: np.ndarray, labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """The class names (strings) and each labelled cell's class index. Sorted as text, or numerically when the
-    labels are numbers (``"2"`` before ``"10"``, as scanpy orders cluster numbers)."""
+    column has a numeric dtype (``"2"`` before ``"10"``); categorical and string columns sort as text (their
+    category order is not used: it would change existing models' class order)."""
     classes, codes = np.unique(values, return_inverse=True)
     if pd.api.types.is_numeric_dtype(labels.dtype) and not pd.api.types.is_bool_dtype(labels.dtype):
         order = np.argsort([float(c) for c in classes], kind="stable")

@@ -78,11 +78,12 @@ def confusion_matrix(
     for key in (true_key, pred_key):
         if key not in adata.obs:
             raise ValueError(f"adata.obs[{key!r}] is missing.")
-        if pd.api.types.is_float_dtype(adata.obs[key]):
-            raise ValueError(f"adata.obs[{key!r}] holds numbers, not labels: is it a confidence column?")
+        values = adata.obs[key]
+        if pd.api.types.is_float_dtype(values) and not np.all(np.mod(values.dropna().to_numpy(dtype=float), 1) == 0):
+            raise ValueError(f"adata.obs[{key!r}] holds fractional numbers, not labels: is it a confidence column?")
     frame = adata.obs[[true_key, pred_key]].dropna().astype(str)
-    rows = sorted(set(frame[true_key]))
-    columns = rows + sorted(set(frame[pred_key]) - set(rows))
+    rows = sorted(set(frame[true_key]), key=_label_order)
+    columns = rows + sorted(set(frame[pred_key]) - set(rows), key=_label_order)
     table = pd.crosstab(frame[true_key], frame[pred_key]).reindex(index=rows, columns=columns, fill_value=0)
     if normalize:
         table = table.div(table.sum(1), axis=0)
@@ -164,3 +165,11 @@ def benchmark(
     ax.set_ylabel(metric)
     ax.legend(frameon=False, fontsize="small", ncol=min(len(methods), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     return ax
+
+
+def _label_order(label: str) -> tuple:
+    """Numbers in numeric order ("2" before "10", as the annotator orders numeric classes), then text."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)

@@ -40,8 +40,8 @@ def spatial_neighbors(
     Writes where squidpy does: ``obsp[f"{key_added}_connectivities"]``,
     ``obsp[f"{key_added}_distances"]`` and ``uns[f"{key_added}_neighbors"]``, so everything downstream
     (and any graph a user built with squidpy directly) is consumed the same way. Its ``"params"`` also record
-    ``"delaunay"`` and ``"library_key"`` (squidpy's do not), so :func:`spatial_refine.tl.annotate` builds a
-    query's graph the same way.
+    ``"graph_kind"`` (``"knn"``, ``"radius"`` or ``"delaunay"``) and ``"library_key"`` (squidpy's leave them
+    ambiguous or out), so :func:`spatial_refine.tl.annotate` builds a query's graph the same way.
 
     Parameters
     ----------
@@ -112,8 +112,9 @@ def spatial_neighbors(
         sq.gr.spatial_neighbors(
             adata, coord_type="generic", n_neighs=n_neighs, radius=radius, delaunay=delaunay, **common
         )
-    # what squidpy's params leave out (a Delaunay graph, the slices), for rebuilding the graph on a query
+    # what squidpy's params leave ambiguous (the kind of graph) or out (the slices), to rebuild it on a query
     params = adata.uns[f"{key_added}_neighbors"].setdefault("params", {})
+    params["graph_kind"] = "delaunay" if delaunay else "radius" if radius is not None else "knn"
     params["delaunay"] = bool(delaunay)
     if library_key is not None:
         params["library_key"] = library_key

@@ -80,6 +80,15 @@ def test_confusion_matrix_is_square_on_the_true_classes_when_some_are_never_pred
         sr.pl.confusion_matrix(adata, "truth", "refine_confidence")
 
 
+def test_confusion_matrix_takes_integer_labels_stored_as_floats_in_numeric_order():
+    adata = ad.AnnData(np.zeros((5, 1), dtype=np.float32))
+    adata.obs["truth"] = [1.0, 2.0, 10.0, np.nan, 2.0]  # integer clusters, NaN = unlabelled: a float column
+    adata.obs["pred"] = pd.Categorical(["1.0", "2.0", "10.0", "1.0", "1.0"])
+    ax = sr.pl.confusion_matrix(adata, "truth", "pred", normalize=False)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1.0", "2.0", "10.0"]
+    np.testing.assert_array_equal(ax.images[0].get_array(), [[1, 0, 0], [1, 1, 0], [0, 0, 1]])
+
+
 def test_training_curves_of_an_ensemble_name_the_network_and_its_weight():
     class Model:
         def __init__(self):
@@ -88,3 +97,6 @@ def test_training_curves_of_an_ensemble_name_the_network_and_its_weight():
 
     ax = sr.pl.training_curves(Model())
     assert "ensemble weight 0" in ax.get_title()
+    kept = Model()
+    kept.metrics_ = {"ensemble_weights": {"64": 0.4, "linear": 0.6}}
+    assert "ensemble weight 0.4" in sr.pl.training_curves(kept).get_title()

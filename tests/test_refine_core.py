@@ -508,3 +508,27 @@ def test_dataframe_column_names_are_kept_through_save_and_load(tmp_path):
         np.testing.assert_array_equal(loaded.predict(frame), clf.predict(frame))
     with pytest.raises(ValueError, match="feature names"):
         loaded.predict(frame[frame.columns[::-1]])
+
+
+def test_labels_keep_their_kind_and_numpy_settings_work():
+    X, y = toy_data(60)
+    fit = {"strategy": "notrans", "max_epochs": 2, "hidden_sizes": (8,)}
+    nullable = RefineClassifier(**fit).fit(X, pd.array(y, dtype="Int64"))
+    assert nullable.classes_.dtype.kind == "i"  # pandas nullable integers stay integers
+    as_object = RefineClassifier(**fit).fit(X, y.astype(object))  # e.g. df.col.astype(object)
+    np.testing.assert_array_equal(as_object.classes_, np.unique(y))
+    strings = np.array(["a", np.str_("b")] * 30, dtype=object)  # Python and numpy strings: one kind
+    assert list(RefineClassifier(**fit).fit(X, strings).classes_) == ["a", "b"]
+    seeded_np = RefineClassifier(random_state=np.int64(3), **{**fit, "hidden_sizes": [np.int64(8)]}).fit(X, y)
+    same = RefineClassifier(random_state=3, **fit).fit(X, y)
+    np.testing.assert_array_equal(seeded_np.predict_proba(X), same.predict_proba(X))
+
+
+def test_dict_class_weights_name_classes_and_are_non_negative():
+    X, y = toy_data(60)
+    with pytest.raises(ValueError, match="not a class of y"):
+        RefineClassifier("notrans", max_epochs=1, class_weight={0: 2.0, 99: 1.0}).fit(X, y)
+    with pytest.raises(ValueError, match="not a class of y"):
+        RefineClassifier("notrans", max_epochs=1, class_weight={"0": 2.0}).fit(X, y)  # wrong key type
+    with pytest.raises(ValueError, match="non-negative"):
+        RefineClassifier("notrans", max_epochs=1, class_weight={0: -1.0}).fit(X, y)

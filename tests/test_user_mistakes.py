@@ -51,14 +51,21 @@ def test_annotate_builds_the_query_graph_of_the_reference_kind(graph):
 
 
 def test_graph_kinds_are_read_from_squidpy_params_too():
-    # graphs a user built with squidpy directly: its params, without our "delaunay" / "library_key" record
+    # our wrapper's record wins over whatever squidpy stored alongside
+    assert _graph_kwargs({"graph_kind": "radius", "radius": 30.0, "n_neighbors": 10}) == {"radius": 30.0}
+    assert _graph_kwargs({"graph_kind": "delaunay", "radius": [0.0, 50.0]}) == {"delaunay": True, "radius": 50.0}
+    assert _graph_kwargs({"graph_kind": "knn", "n_neighbors": 5, "library_key": "slide"}) == {
+        "n_neighs": 5, "library_key": "slide"}
+    assert _graph_kwargs({"delaunay": True, "radius": None}) == {"delaunay": True}  # our earlier record
+    # graphs built with squidpy directly: squidpy >= 1.8 params ...
     assert _graph_kwargs({"coord_type": "generic", "n_neighbors": 6, "transform": None}) == {"n_neighs": 6}
     assert _graph_kwargs({"coord_type": "generic", "radius": 30.0, "transform": None}) == {"radius": 30.0}
-    assert _graph_kwargs({"coord_type": "generic", "radius": None, "transform": None}) == {"delaunay": True}
-    assert _graph_kwargs({"radius": [0.0, 50.0]}) == {"delaunay": True, "radius": 50.0}
+    with pytest.warns(UserWarning, match="not recorded"):
+        assert _graph_kwargs({"coord_type": "generic", "radius": None, "transform": None}) == {"delaunay": True}
+    # ... and older squidpy, which stores n_neighbors for every kind: a number as radius is a radius graph
+    assert _graph_kwargs({"n_neighbors": 6, "radius": 50.0}) == {"radius": 50.0}
+    assert _graph_kwargs({"n_neighbors": 6, "radius": None}) == {"n_neighs": 6}
     assert _graph_kwargs({}) == {"n_neighs": 10}  # nothing recorded: the default kNN graph
-    assert _graph_kwargs({"n_neighbors": 5, "delaunay": False, "library_key": "slide"}) == {
-        "n_neighs": 5, "library_key": "slide"}
 
 
 def test_annotate_builds_a_multi_slice_query_graph_per_slice_like_the_reference():
@@ -72,6 +79,15 @@ def test_annotate_builds_a_multi_slice_query_graph_per_slice_like_the_reference(
     rows, cols = query.obsp["spatial_connectivities"].nonzero()
     slides = query.obs["slide"].to_numpy()
     assert len(rows) and (slides[rows] == slides[cols]).all()
+
+
+def test_annotate_warns_when_the_query_lacks_the_reference_slice_column():
+    reference = _scattered()
+    reference.obs["slide"] = np.repeat(["r1", "r2"], 60)
+    sr.pp.spatial_neighbors(reference, n_neighs=4, library_key="slide")
+    model = sr.RefineAnnotator(reference, "label", strategy="neighbor_logreg", n_layers=1).train()
+    with pytest.warns(UserWarning, match="no obs\\['slide'\\]"):
+        sr.tl.annotate(_scattered(seed=1), model)
 
 
 def test_annotate_warns_that_library_key_is_unused_when_the_query_has_a_graph():

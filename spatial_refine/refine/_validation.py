@@ -45,15 +45,16 @@ def check_same_length(**arrays: Any) -> int:
     return next(iter(lengths.values()))
 
 
-def encode_class_labels(y: Any) -> tuple[np.ndarray, np.ndarray]:
+def encode_class_labels(y: Any, *, warn: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Validate classification labels; return (classes, integer codes). A column ``(n, 1)`` is flattened
-    with a warning, as scikit-learn does; continuous or mixed-type labels are refused."""
+    (with scikit-learn's warning when ``warn``); continuous or mixed-type labels are refused; an object array of
+    one kind (ints from ``astype(object)``, pandas nullable integers) is read as that kind."""
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import column_or_1d
 
     labels = np.asarray(y)
     if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = column_or_1d(labels, warn=True)
+        labels = column_or_1d(labels, warn=warn)
     if labels.ndim != 1:
         raise ValueError(f"y must be one-dimensional for classification, got shape {labels.shape}.")
     if labels.size == 0:
@@ -61,9 +62,11 @@ def encode_class_labels(y: Any) -> tuple[np.ndarray, np.ndarray]:
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
         raise ValueError("y contains NaN or infinite labels: drop the unlabelled samples first.")
     check_no_missing_labels(labels)
-    if labels.dtype == object and len({type(v) for v in labels}) > 1:
-        kinds = sorted({type(v).__name__ for v in labels})
-        raise ValueError(f"y mixes label types {kinds}: convert them to one type, e.g. y.astype(str).")
+    if labels.dtype == object:
+        kinds = {_label_kind(v) for v in labels}
+        if len(kinds) > 1:
+            raise ValueError(f"y mixes label types {sorted(kinds)}: convert them to one type, e.g. y.astype(str).")
+        labels = pd.Series(labels).infer_objects().to_numpy()  # object ints -> int64, object strings stay
     check_classification_targets(labels)  # refuses continuous values ("Unknown label type: continuous")
     classes, codes = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
@@ -104,3 +107,16 @@ def check_random_state(random_state: Any) -> int:
             f"random_state must be an integer seed (results are reproducible by design), got {random_state!r}."
         )
     return int(random_state)
+
+
+def _label_kind(value: Any) -> str:
+    """``"str"``, ``"int"``, ``"float"``, ``"bool"`` or the type's name: Python and numpy scalars of one kind alike."""
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, np.integer)):
+        return "int"
+    if isinstance(value, (float, np.floating)):
+        return "float"
+    return type(value).__name__

@@ -137,7 +137,7 @@ class _RefineEstimator(BaseEstimator):
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}.")
         if self.class_weight is not None and self.class_weight != "balanced" and not isinstance(self.class_weight, dict):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict label -> weight, got {self.class_weight!r}.")
-        check_random_state(self.random_state)
+        self._seed = check_random_state(self.random_state)  # the int every random choice uses (params stay as given)
         try:
             sizes = None if isinstance(self.hidden_sizes, (str, bytes)) else list(self.hidden_sizes)
         except TypeError:  # not iterable: a single integer, say
@@ -147,6 +147,7 @@ class _RefineEstimator(BaseEstimator):
             raise ValueError(
                 f"hidden_sizes must be a sequence of positive integers, e.g. (128,), got {self.hidden_sizes!r}."
             )
+        self._hidden = tuple(int(h) for h in sizes)
         if self.start not in REFINE_STARTS:
             raise ValueError(f"start must be one of {', '.join(REFINE_STARTS)}, got {self.start!r}.")
 
@@ -156,7 +157,7 @@ class _RefineEstimator(BaseEstimator):
             source = FrozenSource(self.source, self.source_head)
         elif self.strategy == "distill":
             raise ValueError("strategy='distill' needs source= a torch module and source_head= its head.")
-        encoder = MLPEncoder(n_inputs, tuple(self.hidden_sizes), self.dropout)
+        encoder = MLPEncoder(n_inputs, self._hidden, self.dropout)
         return build_strategy(
             self.strategy,
             n_outputs=n_outputs,
@@ -188,10 +189,9 @@ class _RefineEstimator(BaseEstimator):
         index = np.arange(len(X))
         train_idx, val_idx = index, None
         if self.validation_fraction > 0 and codes_for_split is not None:
-            train_idx, val_idx = stratified_split(index, codes_for_split, self.validation_fraction, self.random_state)
+            train_idx, val_idx = stratified_split(index, codes_for_split, self.validation_fraction, self._seed)
         elif self.validation_fraction > 0:
-            train_idx, val_idx = train_test_split(index, test_size=self.validation_fraction,
-                                                  random_state=self.random_state)
+            train_idx, val_idx = train_test_split(index, test_size=self.validation_fraction, random_state=self._seed)
         config = TrainConfig(
             optimizer=self.optimizer,
             lr=self.lr,
@@ -200,11 +200,11 @@ class _RefineEstimator(BaseEstimator):
             max_epochs=self.max_epochs,
             patience=self.patience if val_idx is not None else None,
             device=self.device,
-            random_state=self.random_state,
+            random_state=self._seed,
             progress=self.verbose,
         )
         feature_dim = F.shape[1] if F is not None else self._live_feature_dim(X)
-        with seeded(self.random_state):
+        with seeded(self._seed):
             model = self._build(X.shape[1], feature_dim, n_outputs)
         if F is not None:
             model.fit_feature_statistics(torch.from_numpy(F[train_idx]))
@@ -216,7 +216,7 @@ class _RefineEstimator(BaseEstimator):
         if self.class_weight == "balanced":
             weights = class_weights(targets[train_idx], n_outputs)
         elif isinstance(self.class_weight, dict):  # label -> weight; labels not named weigh 1, as in scikit-learn
-            weights = torch.tensor([float(self.class_weight.get(c, 1.0)) for c in self.classes_], dtype=torch.float32)
+            weights = torch.tensor(_dict_class_weights(self.class_weight, self.classes_), dtype=torch.float32)
         self.history_: History = fit(
             model,
             subset(train_idx),
@@ -337,6 +337,21 @@ class _RefineEstimator(BaseEstimator):
         return sum(p.numel() for _, p in self.model_.trainable_named_parameters())
 
 
+def _dict_class_weights(class_weight: dict, classes: np.ndarray) -> list[float]:
+    """One weight per class from a dict label -> weight; labels not named weigh 1. Refuses labels that are not
+    classes (a typo or a key of the wrong type would otherwise leave every class at 1) and negative or non-finite
+    weights."""
+    weights = np.ones(len(classes))
+    for label, weight in class_weight.items():
+        match = [i for i, c in enumerate(classes) if c == label]  # numpy scalars equal their Python values
+        if not match:
+            raise ValueError(f"class_weight names {label!r}, which is not a class of y (classes: {classes.tolist()}).")
+        weights[match[0]] = float(weight)
+    if not np.all(np.isfinite(weights) & (weights >= 0)):
+        raise ValueError(f"class_weight values must be finite and non-negative, got {class_weight!r}.")
+    return weights.tolist()
+
+
 class RefineClassifier(ClassifierMixin, _RefineEstimator):
     """REFINE (or any baseline strategy) as a scikit-learn classifier.
 
@@ -396,8 +411,8 @@ class RefineClassifier(ClassifierMixin, _RefineEstimator):
         """Fit on raw inputs ``X`` (n, p), labels ``y`` (n,) and optional frozen features (n, q)."""
         if y is not None:
             check_no_missing_labels(y)  # before scikit-learn's checks, which cannot compare pd.NA
-        X, y = self._validated(X, y, fitting=True)
-        classes, codes = encode_class_labels(y)
+        X, _ = self._validated(X, y, fitting=True)  # checks y's presence and length the scikit-learn way
+        classes, codes = encode_class_labels(y, warn=False)  # from y as given: nullable ints stay ints
         self.classes_ = classes
         self._fit(X, codes, len(classes), source_features, codes)
         return self

@@ -507,14 +507,17 @@ def _diagnostic(
         "runtime_s": float(time.perf_counter() - t0),
     }
     verdict = _verdict(summary, tol)
-    residual_needed = verdict in ("negative", "helps_small_n") or summary["residual_gain"] > tol
+    residual_needed = (verdict in ("negative", "helps_small_n") or summary["residual_gain"] > tol
+                       or bool(np.any(diff < -tol)))  # the frozen features lose to scratch at some measured n
     message = _VERDICT_MESSAGES[verdict]
     if verdict == "helps_small_n" and np.isfinite(summary["crossover_n"]):
         message += f" (scratch overtakes the frozen features near n = {summary['crossover_n']:.0f} cells)"
     if verdict == "helps" and np.isfinite(summary["crossover_n"]):
         message += (
             f" (but the measured curves cross near n = {summary['crossover_n']:.0f} cells: scratch was level or ahead"
-            f" there; at the largest n, {int(n_p[-1])}, the frozen features lead by {summary['gap']:+.3f})"
+            f" there; at the largest n, {int(n_p[-1])}, "
+            + (f"the frozen features lead by {summary['gap']:+.3f})" if summary["gap"] > 0
+               else f"the two are level within tol (probe minus scratch {summary['gap']:+.3f}))")
         )
     elif verdict == "helps" and np.isfinite(summary["projected_crossover_n"]):
         message += (
