@@ -63,8 +63,14 @@ SCANVI_EPOCHS = (100, 20)  # scVI, then scANVI: fewer than scvi-tools' own heuri
 METHOD_OPTIONS = {
     "gnn_sage": {"strategy": "gnn", "encoder": "sage"},
     "refine_linear": {"strategy": "refine", "hidden": None},  # linear residual: logreg on [hops, f_rep]
+    "refine_bal": {"strategy": "refine"},
+    "logreg_bal": {"strategy": "logreg"},
+    "neighbor_logreg_bal": {"strategy": "neighbor_logreg"},
 }
-REP_METHODS = ("linear_probe", "logreg_probe", "adapter", "refine", "refine_linear")
+#: benchmark method -> train() options: "_bal" = class-balanced loss weights (class_weight="balanced"), the
+#: variant measured against the unweighted default (diagnose_balanced_member.md); not in the default method list
+METHOD_TRAIN_OPTIONS = {m: {"class_weight": "balanced"} for m in ("refine_bal", "logreg_bal", "neighbor_logreg_bal")}
+REP_METHODS = ("linear_probe", "logreg_probe", "adapter", "refine", "refine_linear", "refine_bal")
 
 
 @dataclass
@@ -230,7 +236,7 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
         reference.obs["_train_labels"] = pd.Categorical(train_labels)
         options = METHOD_OPTIONS.get(method, {"strategy": method})
         model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS.get(rep, "X_encoder"), **options)
-        model.train(random_state=seed)
+        model.train(random_state=seed, **METHOD_TRAIN_OPTIONS.get(method, {}))
         del reference.obs["_train_labels"]
         proba = model.predict(setting.query) if test is None else model.predict(reference).iloc[test]
         y_pred = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
@@ -380,8 +386,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[100, 300, 1000, 3000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--tasks", nargs="+", default=None, help="subset of task names")
-    parser.add_argument("--methods", nargs="+", default=[*REP_FREE, *REP_METHODS],
-                        help="methods to run; also 'scanvi' (needs scvi-tools; not in the default list)")
+    parser.add_argument("--methods", nargs="+", default=[*REP_FREE, *(m for m in REP_METHODS if m not in METHOD_TRAIN_OPTIONS)],
+                        help="methods to run; also 'scanvi' (needs scvi-tools) and the class-balanced variants "
+                             f"{', '.join(METHOD_TRAIN_OPTIONS)} (not in the default list)")
     parser.add_argument("--reps", nargs="+", default=None, help="subset of frozen representations (encoder, pca, scgpt)")
     parser.add_argument("--scgpt", default=os.environ.get("SPATIAL_REFINE_SCGPT_DIR"), help="scGPT checkpoint folder")
     parser.add_argument("--quick", action="store_true", help="smoke run: n=100, one seed")
