@@ -34,7 +34,10 @@ def complete_settings(balanced: pd.DataFrame, seeds: int = 5) -> set[tuple[str, 
 
 def compare(default: pd.DataFrame, balanced: pd.DataFrame) -> pd.DataFrame:
     settings = complete_settings(balanced)
-    keep = lambda runs: runs[[(t, n) in settings for t, n in zip(runs.task, runs.n, strict=True)]]  # noqa: E731
+
+    def keep(runs: pd.DataFrame) -> pd.DataFrame:
+        return runs[[(t, n) in settings for t, n in zip(runs.task, runs.n, strict=True)]]
+
     baselines = pd.concat([default[~default.method.str.startswith("refine")],
                            balanced[~balanced.method.str.startswith("refine")]], ignore_index=True)
     refine_default = default[default.method.str.startswith("refine[")]

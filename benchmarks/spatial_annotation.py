@@ -63,9 +63,6 @@ SCANVI_EPOCHS = (100, 20)  # scVI, then scANVI: fewer than scvi-tools' own heuri
 METHOD_OPTIONS = {
     "gnn_sage": {"strategy": "gnn", "encoder": "sage"},
     "refine_linear": {"strategy": "refine", "hidden": None},  # linear residual: logreg on [hops, f_rep]
-    "refine_bal": {"strategy": "refine"},
-    "logreg_bal": {"strategy": "logreg"},
-    "neighbor_logreg_bal": {"strategy": "neighbor_logreg"},
 }
 #: benchmark method -> train() options: "_bal" = class-balanced loss weights (class_weight="balanced"), the
 #: variant measured against the unweighted default (diagnose_balanced_member.md); not in the default method list
@@ -234,7 +231,7 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
         y_pred = probe.predict(rep_matrix[test] if test is not None else setting.query.obsm[REP_KEYS[rep]])
     else:
         reference.obs["_train_labels"] = pd.Categorical(train_labels)
-        options = METHOD_OPTIONS.get(method, {"strategy": method})
+        options = METHOD_OPTIONS.get(method, {"strategy": method.removesuffix("_bal")})  # "_bal": train options
         model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS.get(rep, "X_encoder"), **options)
         model.train(random_state=seed, **METHOD_TRAIN_OPTIONS.get(method, {}))
         del reference.obs["_train_labels"]

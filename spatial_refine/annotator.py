@@ -36,6 +36,7 @@ from .refine import (
     predict_outputs,
     seeded,
 )
+from .refine._validation import is_integer as _is_integer
 from .refine._validation import stratified_split as _stratified_split
 from .refine.ensemble import log_loss
 from .refine.graph import GraphBatches
@@ -922,11 +923,6 @@ class RefineAnnotator:
 
 #: labels that usually are missing values turned into strings (``.astype(str)`` of NaN or None)
 _MISSING_STRINGS = {"nan", "NaN", "None", "<NA>", ""}
-
-
-def _is_integer(value: Any) -> bool:
-    """An integer (Python's or numpy's), not a bool."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _classes(values: np.ndarray, labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:

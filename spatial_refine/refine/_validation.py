@@ -100,9 +100,14 @@ def stratified_split(index: np.ndarray, codes: np.ndarray, fraction: float, rand
     return train_test_split(index, test_size=fraction, random_state=random_state)
 
 
+def is_integer(value: Any) -> bool:
+    """An integer (Python's or numpy's), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_random_state(random_state: Any) -> int:
     """``random_state`` as the integer seed it must be (every random choice of the package is seeded by one)."""
-    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (int, np.integer)):
+    if not is_integer(random_state):
         raise TypeError(
             f"random_state must be an integer seed (results are reproducible by design), got {random_state!r}."
         )

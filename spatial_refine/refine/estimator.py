@@ -29,6 +29,7 @@ from ._validation import (
     check_random_state,
     check_same_length,
     encode_class_labels,
+    is_integer,
     stratified_split,
 )
 from .source import FrozenSource, fingerprint
@@ -142,8 +143,7 @@ class _RefineEstimator(BaseEstimator):
             sizes = None if isinstance(self.hidden_sizes, (str, bytes)) else list(self.hidden_sizes)
         except TypeError:  # not iterable: a single integer, say
             sizes = None
-        if sizes is None or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0
-                                    for h in sizes):
+        if sizes is None or not all(is_integer(h) and h > 0 for h in sizes):
             raise ValueError(
                 f"hidden_sizes must be a sequence of positive integers, e.g. (128,), got {self.hidden_sizes!r}."
             )
