@@ -63,11 +63,23 @@ SCANVI_EPOCHS = (100, 20)  # scVI, then scANVI: fewer than scvi-tools' own heuri
 METHOD_OPTIONS = {
     "gnn_sage": {"strategy": "gnn", "encoder": "sage"},
     "refine_linear": {"strategy": "refine", "hidden": None},  # linear residual: logreg on [hops, f_rep]
+    "refine_unweighted": {"strategy": "refine"},  # the default before class-balanced weights
 }
-#: benchmark method -> train() options: "_bal" = class-balanced loss weights (class_weight="balanced"), the
-#: variant measured against the unweighted default (diagnose_balanced_member.md); not in the default method list
-METHOD_TRAIN_OPTIONS = {m: {"class_weight": "balanced"} for m in ("refine_bal", "logreg_bal", "neighbor_logreg_bal")}
-REP_METHODS = ("linear_probe", "logreg_probe", "adapter", "refine", "refine_linear", "refine_bal")
+#: baselines also run class-balanced, as ``<method>_bal`` (``train(class_weight="balanced")``, the package default)
+BALANCED_BASELINES = ("logreg", "neighbor_logreg", "mlp", "gnn", "linear_probe", "logreg_probe", "adapter")
+REP_METHODS = ("linear_probe", "logreg_probe", "adapter", "refine", "refine_linear", "refine_unweighted")
+REP_METHODS = (*REP_METHODS, *(f"{m}_bal" for m in REP_METHODS if m in BALANCED_BASELINES))
+DEFAULT_METHODS = (*REP_FREE, *(f"{m}_bal" for m in REP_FREE if m in BALANCED_BASELINES), *REP_METHODS)
+#: run on request only: ablations of REFINE measured in earlier runs (see the results' narrative)
+OPTIONAL_METHODS = ("refine_linear", "refine_unweighted", "scanvi")
+DEFAULT_METHODS = tuple(m for m in DEFAULT_METHODS if m not in OPTIONAL_METHODS)
+
+
+def class_weight_of(method: str) -> str | None:
+    """``train(class_weight=...)`` of a benchmark method: class-balanced for REFINE (the package default) and
+    the ``_bal`` baselines; unweighted for the plain baselines (scikit-learn's default, as a user writes them in
+    ten lines) and for the REFINE ablations ``refine_linear`` and ``refine_unweighted``, as they were run."""
+    return "balanced" if method == "refine" or method.endswith("_bal") else None
 
 
 @dataclass
@@ -224,16 +236,17 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
     if method == "scanvi":
         y_pred = _scanvi_predict(setting, train_labels, seed)
         y_pred = y_pred if test is None else y_pred[test]
-    elif method == "logreg_probe":  # the ten-line probe: scikit-learn's logistic regression on the standardised rep
+    elif method.removesuffix("_bal") == "logreg_probe":  # the ten-line probe: scikit-learn's logistic regression on the standardised rep
         rep_matrix = setting.reference.obsm[REP_KEYS[rep]]
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, class_weight=class_weight_of(method),
+                                                                   random_state=seed))
         probe.fit(rep_matrix[labelled], truth[labelled])
         y_pred = probe.predict(rep_matrix[test] if test is not None else setting.query.obsm[REP_KEYS[rep]])
     else:
         reference.obs["_train_labels"] = pd.Categorical(train_labels)
-        options = METHOD_OPTIONS.get(method, {"strategy": method.removesuffix("_bal")})  # "_bal": train options
+        options = METHOD_OPTIONS.get(method, {"strategy": method.removesuffix("_bal")})
         model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS.get(rep, "X_encoder"), **options)
-        model.train(random_state=seed, **METHOD_TRAIN_OPTIONS.get(method, {}))
+        model.train(random_state=seed, class_weight=class_weight_of(method))
         del reference.obs["_train_labels"]
         proba = model.predict(setting.query) if test is None else model.predict(reference).iloc[test]
         y_pred = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
@@ -383,9 +396,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[100, 300, 1000, 3000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--tasks", nargs="+", default=None, help="subset of task names")
-    parser.add_argument("--methods", nargs="+", default=[*REP_FREE, *(m for m in REP_METHODS if m not in METHOD_TRAIN_OPTIONS)],
-                        help="methods to run; also 'scanvi' (needs scvi-tools) and the class-balanced variants "
-                             f"{', '.join(METHOD_TRAIN_OPTIONS)} (not in the default list)")
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
+                        help="methods to run (default: every baseline, unweighted and class-balanced '_bal', and "
+                             f"REFINE); also {', '.join(OPTIONAL_METHODS)} (scanvi needs scvi-tools)")
     parser.add_argument("--reps", nargs="+", default=None, help="subset of frozen representations (encoder, pca, scgpt)")
     parser.add_argument("--scgpt", default=os.environ.get("SPATIAL_REFINE_SCGPT_DIR"), help="scGPT checkpoint folder")
     parser.add_argument("--quick", action="store_true", help="smoke run: n=100, one seed")
@@ -393,6 +406,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--merge", nargs="+", default=None, metavar="RUNS_CSV",
                         help="no training: rebuild the report from -runs.csv files of earlier (e.g. parallel) runs")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.methods) - {*DEFAULT_METHODS, *OPTIONAL_METHODS})
+    if unknown:
+        parser.error(f"unknown --methods {unknown}; choose from {[*DEFAULT_METHODS, *OPTIONAL_METHODS]}")
     if args.quick:
         args.n, args.seeds = [100], [0]
     out = Path(args.out)

@@ -111,7 +111,7 @@ def test_linear_refine_is_logistic_regression_on_the_hops_and_the_representation
         else:
             assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(labelled)
         scaler = StandardScaler().fit(features[train])
-        clf = LogisticRegression(max_iter=1000).fit(
+        clf = LogisticRegression(max_iter=1000, class_weight="balanced").fit(  # the default weights
             scaler.transform(features[train]), adata.obs["train_label"].iloc[train]
         )
         expected = clf.predict_proba(scaler.transform(features))
@@ -127,22 +127,33 @@ def test_class_weight_reaches_the_logistic_regressions():
     minority = np.flatnonzero(labels == "niche_A")[10:]  # keep 10 labelled cells of niche_A
     labels.iloc[minority] = np.nan
     adata.obs["train_label"] = labels
-    model = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight="balanced")
-    train = model.train_indices_
-    scaler = StandardScaler().fit(adata.X[train])
-    clf = LogisticRegression(max_iter=1000, class_weight="balanced").fit(
-        scaler.transform(adata.X[train]), labels.iloc[train].astype(str)
-    )
-    np.testing.assert_allclose(model.predict().to_numpy(), clf.predict_proba(scaler.transform(adata.X)), atol=1e-4)
+    # class-balanced by default; None is the plain likelihood; both as scikit-learn computes them
+    for options, class_weight in (({}, "balanced"), ({"class_weight": None}, None)):
+        model = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(**options)
+        assert model.train_settings_["class_weight"] == class_weight
+        train = model.train_indices_
+        scaler = StandardScaler().fit(adata.X[train])
+        clf = LogisticRegression(max_iter=1000, class_weight=class_weight).fit(
+            scaler.transform(adata.X[train]), labels.iloc[train].astype(str)
+        )
+        expected = clf.predict_proba(scaler.transform(adata.X))
+        np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-4)
+    # the weights matter here: the minority class gets more probability with them
+    minority_cells = np.flatnonzero(adata.obs["label"] == "niche_A")
+    balanced = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train().predict()
+    plain = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight=None).predict()
+    assert balanced["niche_A"].iloc[minority_cells].mean() > plain["niche_A"].iloc[minority_cells].mean()
 
 
-def _logreg_proba(features, labels, fit_cells, cells):
-    """An independent scikit-learn logistic regression (C=1 on standardised columns)."""
+def _logreg_proba(features, labels, fit_cells, cells, class_weight="balanced"):
+    """An independent scikit-learn logistic regression (C=1 on standardised columns; the annotator's default
+    class-balanced weights)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(features[fit_cells])
-    clf = LogisticRegression(max_iter=1000).fit(scaler.transform(features[fit_cells]), labels[fit_cells])
+    clf = LogisticRegression(max_iter=1000, class_weight=class_weight)
+    clf.fit(scaler.transform(features[fit_cells]), labels[fit_cells])
     return clf.predict_proba(scaler.transform(features[cells]))
 
 
@@ -276,11 +287,17 @@ def test_refine_residual_start_is_exactly_the_gnn_baseline_model():
     # (same seed, same split, same depth), so its epoch-0 validation loss is that baseline's
     adata = grid_tissue()
     hide_labels(adata, 0.5)
-    gnn = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn", n_layers=1).train(max_epochs=40)
-    refine = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=64).train(max_epochs=40)
-    residual_start = refine.metrics_["n_layers_tried"][1]
-    assert residual_start == pytest.approx(gnn.metrics_["val_loss"], rel=1e-5)
-    assert refine.history_.start_val_loss["residual"] <= residual_start + 1e-6
+    # (validation losses as early stopping measures them: class-weighted by default, plain with None)
+    for class_weight in ("balanced", None):
+        gnn = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn", n_layers=1)
+        gnn.train(max_epochs=40, class_weight=class_weight)
+        refine = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=64)
+        refine.train(max_epochs=40, class_weight=class_weight)
+        residual_start = refine.metrics_["n_layers_tried"][1]
+        assert residual_start == pytest.approx(gnn.history_.best_val_loss, rel=1e-5)
+        if class_weight is None:  # the plain loss is also the one the metrics report
+            assert residual_start == pytest.approx(gnn.metrics_["val_loss"], rel=1e-5)
+        assert refine.history_.start_val_loss["residual"] <= residual_start + 1e-6
 
 
 def test_many_classes_and_few_labelled_cells_still_get_a_stratified_validation_split():
@@ -521,7 +538,8 @@ def test_depth_folds_choose_the_logistic_regression_depth_by_cross_validation():
     losses = {}
     for depth in range(4):
         features = np.hstack(blocks[: depth + 1])[labelled]
-        proba = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), features, codes,
+        proba = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, class_weight="balanced")),
+                                  features, codes,
                                   cv=folds, method="predict_proba")
         losses[depth] = -np.log(proba[np.arange(len(codes)), codes]).mean()
     assert model.metrics_["n_layers_tried"] == pytest.approx(losses, abs=1e-3)
