@@ -518,3 +518,43 @@ def test_merge_runs_rebuilds_one_report_from_seed_parts(tmp_path):
     assert table.loc["notrans", "n_seeds"] == 2
     assert table.loc["notrans", "accuracy_mean"] == pytest.approx(65.0)
     assert "72.72" in (tmp_path / "all" / "books-kitchen-tiny.md").read_text()
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def test_spatial_claim_check_takes_the_best_weighting_of_each_baseline():
+    """benchmarks/spatial_annotation.py: REFINE against the better of GNN and probe, each unweighted or '_bal'."""
+    import pandas as pd
+
+    bench = _load_benchmark("spatial_annotation")
+    assert bench.class_weight_of("refine") == "balanced" and bench.class_weight_of("gnn_bal") == "balanced"
+    assert bench.class_weight_of("gnn") is None and bench.class_weight_of("refine_unweighted") is None
+    # macro-F1 per seed (3 seeds): refine vs gnn (0.50), gnn_bal (0.60), probes (0.40 / 0.45), logreg_bal (0.70)
+    scores = {
+        "refine[encoder]": (0.61, 0.62, 0.63), "gnn": (0.50, 0.50, 0.50), "gnn_bal": (0.60, 0.60, 0.60),
+        "linear_probe[encoder]": (0.40, 0.40, 0.40), "linear_probe_bal[encoder]": (0.45, 0.45, 0.45),
+        "logreg": (0.55, 0.55, 0.55), "logreg_bal": (0.70, 0.71, 0.72), "refine_unweighted[encoder]": (0.9, 0.9, 0.9),
+        "linear_probe[pca]": (0.99, 0.99, 0.99),  # another representation: not a baseline of refine[encoder]
+    }
+    runs = pd.DataFrame([{"task": "t", "n": 100, "seed": seed, "method": method, "macro_f1": f1[seed]}
+                         for method, f1 in scores.items() for seed in range(3)])
+    claim = bench.claim_check(runs).iloc[0]
+    assert claim["better_of_gnn_probe"] == "gnn_bal" and claim["its_f1"] == pytest.approx(0.60)
+    # paired differences 0.01, 0.02, 0.03: mean 0.02, SE = 0.01 / sqrt(3)
+    assert claim["diff"] == pytest.approx(0.02) and claim["diff_se"] == pytest.approx(0.01 / np.sqrt(3))
+    assert not claim["below_by_more_than_noise"]  # (None only without a standard error)
+    # best of all baselines: logreg_bal (REFINE's own ablations and other representations do not count)
+    assert claim["best_baseline"] == "logreg_bal" and claim["diff_to_best_baseline"] == pytest.approx(-0.09)
+    assert claim["below_best_by_more_than_noise"]  # every per-seed difference is -0.09
