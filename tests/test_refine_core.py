@@ -532,3 +532,28 @@ def test_dict_class_weights_name_classes_and_are_non_negative():
         RefineClassifier("notrans", max_epochs=1, class_weight={"0": 2.0}).fit(X, y)  # wrong key type
     with pytest.raises(ValueError, match="non-negative"):
         RefineClassifier("notrans", max_epochs=1, class_weight={0: -1.0}).fit(X, y)
+
+
+def test_class_weighted_validation_loss_is_one_weighted_mean_over_all_batches():
+    # 7 validation rows in batches of 2 with uneven class mixes: the loss must be sum w[y] l / sum w[y] over
+    # all rows (what one full batch gives), not the mean of per-batch weighted means
+    torch.manual_seed(0)
+    model = build_strategy("notrans", n_outputs=3, encoder=MLPEncoder(4, (8,), 0.0))
+    x_val, y_val = torch.randn(7, 4), torch.tensor([0, 0, 0, 0, 1, 2, 2])
+    weights = torch.tensor([0.5, 3.0, 1.5])
+    train = TensorBatches({"x": torch.randn(6, 4), "y": torch.tensor([0, 0, 0, 1, 2, 2])}, batch_size=6)
+    history = {}
+    for batch_size in (2, None):
+        val = TensorBatches({"x": x_val, "y": y_val}, batch_size=batch_size)
+        state = copy.deepcopy(model.state_dict())
+        run = fit(model, train, val, weights=weights,
+                  config=TrainConfig(lr=1e-30, weight_decay=0.0, max_epochs=1, patience=None, random_state=0))  # ~no step
+        model.load_state_dict(state)
+        history[batch_size] = run.val_loss[0]
+    with torch.no_grad():
+        model.eval()
+        log_p = torch.log_softmax(model(x=x_val), dim=1)[torch.arange(7), y_val].numpy()
+    w = weights[y_val].numpy()
+    expected = np.sum(w * -log_p) / np.sum(w)
+    assert history[None] == pytest.approx(expected, rel=1e-5)
+    assert history[2] == pytest.approx(expected, rel=1e-5)

@@ -297,6 +297,15 @@ def test_refine_residual_start_is_exactly_the_gnn_baseline_model():
         assert residual_start == pytest.approx(gnn.history_.best_val_loss, rel=1e-5)
         if class_weight is None:  # the plain loss is also the one the metrics report
             assert residual_start == pytest.approx(gnn.metrics_["val_loss"], rel=1e-5)
+        else:  # by hand: sum_i w[y_i] (-log p_i[y_i]) / sum_i w[y_i], w = n / (k n_class) on the training cells
+            codes = pd.Categorical(adata.obs["train_label"], categories=gnn.classes_).codes
+            train, val = codes[gnn.train_indices_], codes[gnn.validation_indices_]
+            counts = np.bincount(train, minlength=len(gnn.classes_))
+            w = len(train) / (len(gnn.classes_) * counts)
+            proba = gnn.predict().to_numpy()[gnn.validation_indices_, val]
+            expected = np.sum(w[val] * -np.log(proba)) / np.sum(w[val])
+            assert residual_start == pytest.approx(expected, rel=1e-4)
+            assert abs(expected - gnn.metrics_["val_loss"]) > 1e-4  # the weights do matter here
         assert refine.history_.start_val_loss["residual"] <= residual_start + 1e-6
 
 

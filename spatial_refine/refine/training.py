@@ -255,18 +255,30 @@ def _counted_outputs(model: TransferModel, data: Batches, device: torch.device, 
 
 
 @torch.no_grad()
-def _evaluate(model: TransferModel, data: Batches, loss_fn, task: Task, device: torch.device, amp: bool):
-    total_loss, total_n, correct = 0.0, 0, 0.0
+def _evaluate(model: TransferModel, data: Batches, loss_fn, task: Task, device: torch.device, amp: bool,
+              weights: torch.Tensor | None = None):
+    """Validation loss and score over every batch. With class ``weights`` the loss is the class-weighted mean
+    over the whole set, ``sum_i w[y_i] l_i / sum_i w[y_i]`` (as the training loss of one full batch), not a
+    mean of per-batch weighted means, which would depend on how the cells fall into batches."""
+    total_loss, total_n, total_weight, correct = 0.0, 0, 0.0, 0.0
     for outputs, y in _counted_outputs(model, data, device, amp):
         if len(y) == 0:
             continue
-        total_loss += float(loss_fn(outputs, y)) * len(y)
+        if weights is not None and task == "classification":
+            cell_weights = weights[y]
+            total_loss += float((F.cross_entropy(outputs.float(), y, reduction="none") * cell_weights).sum())
+            total_weight += float(cell_weights.sum())
+        else:
+            total_loss += float(loss_fn(outputs, y)) * len(y)
+            total_weight += len(y)
         total_n += len(y)
         if task == "classification":
             correct += float((outputs.argmax(1) == y).sum())
     if total_n == 0:
         raise ValueError("The validation set has no labelled rows.")
-    loss = total_loss / total_n
+    if total_weight == 0:  # every validation cell of a class without training cells (weight 0)
+        raise ValueError("Every validation row has class weight 0 (its class has no training rows).")
+    loss = total_loss / total_weight
     score = correct / total_n if task == "classification" else -loss
     return loss, score
 
@@ -328,7 +340,8 @@ def fit(
         )
     device = resolve_device(config.device)
     amp = config.mixed_precision and device.type == "cuda"
-    loss_fn = _loss_function(task, None if weights is None else weights.to(device))
+    weights = None if weights is None else weights.to(device)
+    loss_fn = _loss_function(task, weights)
     model.to(device)
     train = train.to(device)
     val = val.to(device) if val is not None else None
@@ -419,7 +432,7 @@ def _train_once(
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     best_loss, best_state, waited = float("inf"), None, 0
     if keep_start and val is not None:
-        best_loss = _evaluate(model, val, run.loss_fn, run.task, device, amp)[0]
+        best_loss = _evaluate(model, val, run.loss_fn, run.task, device, amp, run.weights)[0]
         best_state = _trainable_state(model)
         history.initial_val_loss = best_loss
     epochs = tqdm(range(config.max_epochs), disable=not config.progress, desc=type(model).__name__, leave=False)
@@ -449,7 +462,7 @@ def _train_once(
         history.train_loss.append(running / max(seen, 1))
         if val is None:
             continue
-        val_loss, val_score = _evaluate(model, val, run.loss_fn, run.task, device, amp)
+        val_loss, val_score = _evaluate(model, val, run.loss_fn, run.task, device, amp, run.weights)
         history.val_loss.append(val_loss)
         history.val_score.append(val_score)
         epochs.set_postfix(train=f"{history.train_loss[-1]:.3f}", val=f"{val_loss:.3f}")
