@@ -604,14 +604,17 @@ class RefineAnnotator:
                 )
             proba = self._member_proba(_Member(self.hidden_, depth, model, kind), inputs, self.labelled_[val_pos], device)
             val_loss = log_loss(proba, self.codes_[val_pos])
-            candidates.append((val_loss, depth, model, history, proba))
-        val_loss, depth, model, history, proba = min(candidates, key=lambda c: c[0])
+            # a network's depth by the loss it was early-stopped on (class-weighted with class_weight), as
+            # REFINE's residual path above chooses it; a logistic regression's by the plain log-loss
+            choice = val_loss if history is None else history.best_val_loss
+            candidates.append((choice, val_loss, depth, model, history, proba))
+        _, val_loss, depth, model, history, proba = min(candidates, key=lambda c: c[0])
         if scratch is not None:
             tried = {int(d): float(v[0]) for d, v in tried.items()}
         elif cv_tried is not None:
             tried = cv_tried
         else:
-            tried = {int(c[1]): c[0] for c in candidates}
+            tried = {int(c[2]): float(c[0]) for c in candidates}
         return _Fit(val_loss, [(depth, model)], history, proba, tried)
 
     def _cv_losses(self, inputs, depths, random_state, class_weight, kind) -> dict[int, float]:

@@ -307,6 +307,12 @@ def test_refine_residual_start_is_exactly_the_gnn_baseline_model():
             assert residual_start == pytest.approx(expected, rel=1e-4)
             assert abs(expected - gnn.metrics_["val_loss"]) > 1e-4  # the weights do matter here
         assert refine.history_.start_val_loss["residual"] <= residual_start + 1e-6
+    # with the depth chosen on validation, both choose it by the same (class-weighted) loss: the same depth,
+    # the same losses per depth
+    gnn = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn").train(max_epochs=15)
+    refine = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=64).train(max_epochs=15)
+    assert refine.metrics_["n_layers_tried"] == pytest.approx(gnn.metrics_["n_layers_tried"], rel=1e-5)
+    assert refine.n_layers_ == gnn.n_layers_
 
 
 def test_many_classes_and_few_labelled_cells_still_get_a_stratified_validation_split():
