@@ -4,7 +4,7 @@ REFINE's ensemble selection cannot pick up what its candidates miss (``diagnose_
 with the PCA of one slice, rare classes decide macro-F1 and the PCA loses them). This diagnostic fits REFINE's
 hop-feature member exactly as the package does (``strategy="neighbor_logreg"``: cell + mean of its 1..L-hop
 neighbours, depth by 5-fold cross-validation, refitted on all labelled cells) with ``class_weight=None`` (the
-member and the ``neighbor_logreg`` baseline today) and ``class_weight="balanced"``, on every task, n and seed of
+package default when this was measured; balanced is the default since) and ``class_weight="balanced"``, on every task, n and seed of
 ``spatial_annotation.py``, and reports test macro-F1, accuracy and validation log-loss of both, next to REFINE and
 the best baseline of ``spatial_annotation-runs.csv``. It changes nothing in the package.
 
@@ -83,7 +83,7 @@ def write_report(table: pd.DataFrame, seconds: float, argv: list[str] | None) ->
         f"`python benchmarks/diagnose_balanced_member.py {' '.join(argv or [])}` on {platform.machine()}, "
         f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}, {seconds:.0f} s. REFINE's hop-feature member "
         "(`strategy=\"neighbor_logreg\"`, depth by 5-fold cross-validation, refitted on all labelled cells) fitted "
-        "unweighted (as in the package) and with `class_weight=\"balanced\"`; test macro-F1 / accuracy as in "
+        "unweighted (the package default when measured) and with `class_weight=\"balanced\"`; test macro-F1 / accuracy as in "
         "`spatial_annotation.py`; diff = balanced minus unweighted (mean over seeds +- standard error); "
         "`val lower` = seeds where the balanced fit has the lower validation log-loss (what ensemble selection "
         "reads). REFINE (PCA / encoder) and the best baseline from `spatial_annotation-runs.csv` for context.", "",

@@ -37,6 +37,10 @@ from spatial_refine.annotator import RefineAnnotator
 from spatial_refine.refine import greedy_ensemble_weights
 from spatial_refine.refine.ensemble import log_loss
 
+#: the loss weighting the committed results were measured with (the default before 2026-12-02); the
+#: package default is now class_weight="balanced"
+UNWEIGHTED = None
+
 SCALES = (1.0, 0.5, 0.25, 0.1, 0.0)
 #: candidate pools for ensemble selection; "small" is the package default of ``hidden="auto"``
 POOLS = {
@@ -83,7 +87,7 @@ def add_depths(setting, n: int, rep: str, seed: int, out: Path) -> None:
         for depth in range(4):
             for refit in (False, True):
                 model = cls(setting.reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=None, n_layers=depth)
-                model.train(random_state=seed, refit=refit)
+                model.train(class_weight=UNWEIGHTED, random_state=seed, refit=refit)
                 _store_probas(arrays, model, setting, test, f"{prefix}_d{depth}", val=not refit)
     del setting.reference.obs["_train_labels"]
     np.savez_compressed(path, **arrays)
@@ -116,7 +120,7 @@ def add_crossfit(setting, n: int, rep: str, seed: int, out: Path) -> None:
     try:
         for stop, scored in (halves, halves[::-1]):
             annotator_module._stratified_split = lambda *a, stop=stop, **k: (train_pos, stop)
-            model = RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=64).train(random_state=seed)
+            model = RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=64).train(class_weight=UNWEIGHTED, random_state=seed)
             ref = model.predict(reference).to_numpy()
             rows = np.searchsorted(val_cells, probe.labelled_[scored])
             val_proba[rows] = ref[probe.labelled_[scored]]
@@ -136,7 +140,7 @@ def fit_setting(setting, n: int, rep: str, seed: int, out: Path) -> None:
     reference = setting.reference
     test, y_test = label_subset(setting, n, seed)
     start = time.perf_counter()
-    network = RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=64).train(random_state=seed)
+    network = RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=64).train(class_weight=UNWEIGHTED, random_state=seed)
     arrays: dict[str, np.ndarray] = {}
     _store_probas(arrays, network, setting, test, "net", val=True)
     _store_probas(arrays, network, setting, test, "net", val=False)
@@ -149,7 +153,7 @@ def fit_setting(setting, n: int, rep: str, seed: int, out: Path) -> None:
         for refit in (False, True):
             kwargs = {"n_layers": 0} if prefix == "probe" else {}
             model = cls(reference, "_train_labels", rep_key=REP_KEYS[rep], hidden=None, **kwargs)
-            _store_probas(arrays, model.train(random_state=seed, refit=refit), setting, test, prefix, val=not refit)
+            _store_probas(arrays, model.train(class_weight=UNWEIGHTED, random_state=seed, refit=refit), setting, test, prefix, val=not refit)
     del reference.obs["_train_labels"]
     np.savez_compressed(path, **arrays)
     print(f"{path.name}: {time.perf_counter() - start:.0f} s", flush=True)

@@ -27,6 +27,10 @@ from spatial_annotation import REP_KEYS, RESULTS, load_settings
 
 import spatial_refine as sr
 
+#: the loss weighting the committed results were measured with (the default before 2026-12-02); the
+#: package default is now class_weight="balanced"
+UNWEIGHTED = None
+
 
 def _macro_f1(model: sr.RefineAnnotator, members: list, target, test, y_true) -> float:
     """Test macro-F1 of ``members`` alone (their weights renormalised); ``model`` is left as it was."""
@@ -49,7 +53,7 @@ def run(task: str, n: int, rep: str, seeds: list[int]) -> pd.DataFrame:
     rows = []
     for seed in seeds:
         test, y_true = label_subset(setting, n, seed)
-        model = sr.RefineAnnotator(setting.reference, "_train_labels", rep_key=REP_KEYS[rep]).train(random_state=seed)
+        model = sr.RefineAnnotator(setting.reference, "_train_labels", rep_key=REP_KEYS[rep]).train(class_weight=UNWEIGHTED, random_state=seed)
         del setting.reference.obs["_train_labels"]
         weights = model.metrics_["ensemble_weights"]
         rows.append({"seed": seed, "member": "ensemble", "weight": 1.0, "n_layers": None,

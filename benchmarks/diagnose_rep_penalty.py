@@ -36,6 +36,10 @@ from spatial_annotation import REP_KEYS, RESULTS, _sample_labelled, load_setting
 
 from spatial_refine.annotator import RefineAnnotator
 
+#: the loss weighting the committed results were measured with (the default before 2026-12-02); the
+#: package default is now class_weight="balanced"
+UNWEIGHTED = None
+
 SCALES = (1.0, 0.5, 0.25, 0.1)
 SETTINGS = (
     ("osmfish-cluster", 300), ("osmfish-cluster", 1000), ("osmfish-region", 1000),
@@ -112,11 +116,11 @@ def main(argv: list[str] | None = None) -> None:
             network = None
             if args.network:
                 network = RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS["encoder"], hidden=64)
-                network_proba = test_proba(network.train(random_state=seed))
+                network_proba = test_proba(network.train(class_weight=UNWEIGHTED, random_state=seed))
             for scale in SCALES:
                 _RepScaledLinear.rep_scale = scale
                 model = _RepScaledLinear(reference, "_train_labels", rep_key=REP_KEYS["encoder"], hidden=None)
-                model.train(random_state=seed)
+                model.train(class_weight=UNWEIGHTED, random_state=seed)
                 proba = test_proba(model)
                 rows.append({"task": name, "n": n, "seed": seed, "rep_scale": scale, "n_layers": model.n_layers_,
                              "macro_f1": f1(proba), "val_loss": model.metrics_["val_loss"]})

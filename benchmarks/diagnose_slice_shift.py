@@ -2,7 +2,8 @@
 of the labelled slice and on the new slice.
 
 For the two spatial tasks whose test set is another slice (seqFISH embryo2, MERFISH 7.-0.09; see
-``spatial_annotation.py``), every method is trained exactly as there (package defaults, the frozen
+``spatial_annotation.py``), every method is trained as there was before class weights (package defaults with
+``class_weight=None``, the frozen
 ``encoder`` representation pretrained on a third slice) and scored twice: on the unlabelled cells of the
 reference slice (what REFINE's validation split sees) and on the new slice.
 
@@ -24,6 +25,10 @@ from sklearn.metrics import f1_score
 from spatial_annotation import RESULTS, _sample_labelled, load_settings
 
 import spatial_refine as sr
+
+#: the loss weighting the committed results were measured with (the default before 2026-12-02); the
+#: package default is now class_weight="balanced"
+UNWEIGHTED = None
 
 METHODS = ("logreg", "gnn", "linear_probe", "adapter", "refine")
 
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
                 reference.obs["_train_labels"] = pd.Categorical(labels)
                 for method in METHODS:
                     model = sr.RefineAnnotator(reference, "_train_labels", rep_key="X_encoder", strategy=method)
-                    model.train(random_state=seed)
+                    model.train(class_weight=UNWEIGHTED, random_state=seed)
                     row = {"task": setting.name, "n": n, "seed": seed, "method": method,
                            "same_slice_f1": _f1(model.predict(reference).iloc[heldout], truth[heldout]),
                            "new_slice_f1": _f1(model.predict(query), query_truth)}

@@ -23,10 +23,18 @@ Methods: ``logreg`` (expression), ``neighbor_logreg`` (cell + mean of 1..L-hop n
 validation), ``mlp`` and ``gnn`` from scratch (``gnn``: the default SIGN encoder; ``gnn_sage``: torch-geometric
 GraphSAGE with self path and jumping knowledge), ``linear_probe`` / ``adapter`` / ``refine`` on each frozen
 representation, ``logreg_probe`` (scikit-learn's logistic regression on the standardised frozen representation,
-all labelled cells), and ``refine_linear`` (REFINE with the linear residual ``hidden=None``: a logistic regression
-on the hop features and the frozen representation). ``scanvi`` (only when asked for, ``pip install -e ".[bench]"``): scvi-tools'
-scANVI on the reference and the test slice together, Gaussian likelihood on the log-normalised expression,
-100 scVI + 20 scANVI epochs. Every method uses the package defaults (``sr.RefineAnnotator(...).train(random_state=seed)``):
+all labelled cells). On request: ``refine_linear`` (REFINE with the linear residual ``hidden=None``: a logistic
+regression on the hop features and the frozen representation), ``refine_unweighted`` (REFINE as before
+class-balanced losses became the default) and ``scanvi`` (``pip install -e ".[bench]"``): scvi-tools' scANVI on
+the reference and the test slice together, Gaussian likelihood on the log-normalised expression, 100 scVI + 20
+scANVI epochs.
+
+Loss weighting (:func:`class_weight_of`, also a column of the runs file): ``refine`` is the package default,
+class-balanced (``train(class_weight="balanced")``); each baseline runs twice, unweighted as a user writes it in
+ten lines (scikit-learn's default; ``class_weight=None`` for the package's networks, the package default before
+2026-12-02) and class-balanced as ``<method>_bal`` (the package default now), so REFINE is compared with the better
+of the two; ``gnn_sage``, ``scanvi``, ``refine_linear`` and ``refine_unweighted`` are unweighted. Otherwise every
+method uses the package defaults (``sr.RefineAnnotator(...).train(random_state=seed, class_weight=...)``):
 nothing is tuned per dataset. n labelled cells in {100, 300, 1000, 3000} (as the slice allows), 5 seeds;
 classes drawn only once in a sample are dropped from that sample (the annotator needs two cells per class).
 
@@ -258,6 +266,7 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
     return {
         "task": setting.name,
         "method": method if rep is None else f"{method}[{rep}]",
+        "class_weight": str(class_weight_of(method)),
         "n_labelled": len(labelled),
         "seed": seed,
         "macro_f1": f1_score(y_true, y_pred, average="macro"),

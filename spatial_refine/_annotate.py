@@ -111,6 +111,7 @@ def refine(
         "params": {k: v for k, v in model.params.items() if v is not None} | {"random_state": random_state},
         "classes": np.asarray(model.classes_, dtype=object),
         "metrics": {k: v for k, v in model.metrics_.items() if not isinstance(v, dict)},
+        "class_weight": str(model.train_settings_["class_weight"]),  # "balanced" or "None" (h5ad stores no None)
         # the network width or "linear", and its hops; for an ensemble its members and their weights, heaviest
         # first (a cross-fitted network: its two runs, sharing its weight): e.g. "64+64+linear[hops]", "2+1+2",
         # "0.4+0.4+0.2"

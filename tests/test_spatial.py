@@ -458,7 +458,7 @@ def test_annotate_fills_missing_genes_and_refuses_small_overlap():
         sr.tl.annotate(too_small, model)
 
 
-def test_tl_refine_writes_only_documented_keys():
+def test_tl_refine_writes_only_documented_keys(tmp_path):
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.4)
     before = adata.copy()
@@ -474,6 +474,10 @@ def test_tl_refine_writes_only_documented_keys():
     assert list(adata.uns["refine"]["classes"]) == ["niche_A", "niche_B"]
     assert 0.0 <= adata.uns["refine"]["metrics"]["val_macro_f1"] <= 1.0
     assert set(str(adata.uns["refine"]["hidden"]).split("+")) <= {"64", "linear", "linear[hops]", "linear[rep]"}
+    assert adata.uns["refine"]["class_weight"] == "balanced"  # the default, recorded
+    sr.tl.refine(adata, "train_label", strategy="logreg", key_added="plain", train_kwargs={"class_weight": None})
+    assert adata.uns["plain"]["class_weight"] == "None"
+    adata.write_h5ad(tmp_path / "annotated.h5ad")  # every uns value is one h5ad stores
 
 
 def test_training_is_reproducible():
