@@ -293,7 +293,8 @@ def claim_check(runs: pd.DataFrame) -> pd.DataFrame:
 
     ``below_by_more_than_noise``: the mean paired difference to the better of GNN and probe is below
     minus two standard errors (std of the per-seed differences / sqrt(seeds)); ``below_best_by_more_than_noise``
-    the same against the best baseline (on the seeds both ran).
+    the same against the best baseline. Only baselines that ran on every seed REFINE ran on take part (a partial
+    run, such as scANVI's three seeds, would otherwise compare means over different seeds).
     """
     f1 = runs.pivot_table(index=["task", "n", "seed"], columns="method", values="macro_f1")
     rows = []
@@ -304,15 +305,20 @@ def claim_check(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         baselines = [m for m in f1.columns if not m.startswith("refine") and ("[" not in m or m.endswith(f"[{rep}]"))]
         for (task, n), per_seed in f1.groupby(level=[0, 1], sort=False):
-            per_seed = per_seed.dropna(axis=1, how="all")
-            if refine not in per_seed:
+            if refine not in per_seed or per_seed[refine].isna().all():
+                continue
+            # paired comparisons: REFINE's seeds, and only the methods that ran on every one of them
+            per_seed = per_seed[per_seed[refine].notna()]
+            per_seed = per_seed.loc[:, per_seed.notna().all()]
+            candidates = [m for m in gnn_or_probe if m in per_seed]
+            if not candidates:
                 continue
             means = per_seed.mean()
-            reference = max((m for m in gnn_or_probe if m in per_seed), key=lambda m: means[m])
+            reference = max(candidates, key=lambda m: means[m])
             best = max((m for m in baselines if m in per_seed), key=lambda m: means[m])
             diff = per_seed[refine] - per_seed[reference]
             se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.nan
-            to_best = (per_seed[refine] - per_seed[best]).dropna()
+            to_best = per_seed[refine] - per_seed[best]
             best_se = to_best.std(ddof=1) / np.sqrt(len(to_best)) if len(to_best) > 1 else np.nan
             rows.append({
                 "task": task, "n": n, "rep": rep, "refine": means[refine],

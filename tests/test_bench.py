@@ -547,9 +547,10 @@ def test_spatial_claim_check_takes_the_best_weighting_of_each_baseline():
         "linear_probe[encoder]": (0.40, 0.40, 0.40), "linear_probe_bal[encoder]": (0.45, 0.45, 0.45),
         "logreg": (0.55, 0.55, 0.55), "logreg_bal": (0.70, 0.71, 0.72), "refine_unweighted[encoder]": (0.9, 0.9, 0.9),
         "linear_probe[pca]": (0.99, 0.99, 0.99),  # another representation: not a baseline of refine[encoder]
+        "scanvi": (0.95, 0.95, None),  # ran on 2 of REFINE's 3 seeds: left out of the paired comparison
     }
     runs = pd.DataFrame([{"task": "t", "n": 100, "seed": seed, "method": method, "macro_f1": f1[seed]}
-                         for method, f1 in scores.items() for seed in range(3)])
+                         for method, f1 in scores.items() for seed in range(3) if f1[seed] is not None])
     claim = bench.claim_check(runs).iloc[0]
     assert claim["better_of_gnn_probe"] == "gnn_bal" and claim["its_f1"] == pytest.approx(0.60)
     # paired differences 0.01, 0.02, 0.03: mean 0.02, SE = 0.01 / sqrt(3)
@@ -558,3 +559,12 @@ def test_spatial_claim_check_takes_the_best_weighting_of_each_baseline():
     # best of all baselines: logreg_bal (REFINE's own ablations and other representations do not count)
     assert claim["best_baseline"] == "logreg_bal" and claim["diff_to_best_baseline"] == pytest.approx(-0.09)
     assert claim["below_best_by_more_than_noise"]  # every per-seed difference is -0.09
+
+
+def test_spatial_benchmark_refuses_unknown_methods_before_loading_data(capsys):
+    bench = _load_benchmark("spatial_annotation")
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--methods", "refine_bal"])  # the variant that became the default
+    assert stop.value.code == 2 and "unknown --methods ['refine_bal']" in capsys.readouterr().err
+    assert "refine" in bench.DEFAULT_METHODS and "gnn_bal" in bench.DEFAULT_METHODS
+    assert "refine_unweighted" not in bench.DEFAULT_METHODS and "refine_unweighted" in bench.OPTIONAL_METHODS
