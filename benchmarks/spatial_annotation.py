@@ -159,32 +159,40 @@ def _add_reps(reference, query, source, source_key: str, n_pca: int, scgpt: str 
 
 
 REP_KEYS = {"encoder": "X_encoder", "pca": "X_pca_ref", "scgpt": "X_scgpt"}
+TASKS = ("seqfish-celltype", "merfish-cellclass", "osmfish-region", "osmfish-cluster")
 
 
-def load_settings(scgpt: str | None = None) -> tuple[list[Setting], list[str]]:
-    settings, reps = [], []
-    seq = sr.datasets.seqfish_embryo()
-    seq = seq[seq.obs["celltype"] != "Low quality"].copy()
-    seq.obs["celltype"] = seq.obs["celltype"].cat.remove_unused_categories()
-    ref, query, source = (seq[seq.obs["sample"] == s].copy() for s in ("embryo1", "embryo2", "embryo3"))
-    for adata in (ref, query):
-        sr.pp.spatial_neighbors(adata)
-    reps = _add_reps(ref, query, source, "celltype", 50, scgpt)
-    settings.append(Setting("seqfish-celltype", ref, query, "celltype", 50))
+def load_settings(scgpt: str | None = None, tasks: list[str] | None = None) -> tuple[list[Setting], list[str]]:
+    """The benchmark tasks (``tasks``: a subset of their names; every one by default) and the frozen
+    representations. Each task's encoder and PCA are seeded on their own, so a subset gives the same ones."""
+    settings, reps = [], ["encoder", "pca"] + (["scgpt"] if scgpt else [])
+    wanted = set(TASKS if tasks is None else tasks)
+    if "seqfish-celltype" in wanted:
+        seq = sr.datasets.seqfish_embryo()
+        seq = seq[seq.obs["celltype"] != "Low quality"].copy()
+        seq.obs["celltype"] = seq.obs["celltype"].cat.remove_unused_categories()
+        ref, query, source = (seq[seq.obs["sample"] == s].copy() for s in ("embryo1", "embryo2", "embryo3"))
+        for adata in (ref, query):
+            sr.pp.spatial_neighbors(adata)
+        _add_reps(ref, query, source, "celltype", 50, scgpt)
+        settings.append(Setting("seqfish-celltype", ref, query, "celltype", 50))
 
-    mer = sr.datasets.merfish_hypothalamus()
-    ref, query, source = (mer[mer.obs["samples"] == s].copy() for s in ("1.-0.09", "7.-0.09", "7.0.16"))
-    for adata in (ref, query):
-        sr.pp.spatial_neighbors(adata)
-    _add_reps(ref, query, source, "Cell_class", 50, scgpt)
-    settings.append(Setting("merfish-cellclass", ref, query, "Cell_class", 50))
+    if "merfish-cellclass" in wanted:
+        mer = sr.datasets.merfish_hypothalamus()
+        ref, query, source = (mer[mer.obs["samples"] == s].copy() for s in ("1.-0.09", "7.-0.09", "7.0.16"))
+        for adata in (ref, query):
+            sr.pp.spatial_neighbors(adata)
+        _add_reps(ref, query, source, "Cell_class", 50, scgpt)
+        settings.append(Setting("merfish-cellclass", ref, query, "Cell_class", 50))
 
     for target, other in (("Region", "ClusterName"), ("ClusterName", "Region")):
+        name = "osmfish-region" if target == "Region" else "osmfish-cluster"
+        if name not in wanted:
+            continue
         osm = sr.datasets.osmfish_cortex()
         _log_normalise(osm)
         sr.pp.spatial_neighbors(osm)
         _add_reps(osm, None, osm, other, 20, scgpt)
-        name = "osmfish-region" if target == "Region" else "osmfish-cluster"
         settings.append(Setting(name, osm, None, target, 20))
     return settings, reps
 
@@ -413,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100, 300, 1000, 3000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--tasks", nargs="+", default=None, help="subset of task names")
+    parser.add_argument("--tasks", nargs="+", default=None, choices=TASKS, help="subset of task names")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
                         help="methods to run (default: every baseline, unweighted and class-balanced '_bal', and "
                              f"REFINE); also {', '.join(OPTIONAL_METHODS)} (scanvi needs scvi-tools)")
@@ -436,9 +444,7 @@ def main(argv: list[str] | None = None) -> None:
         write_outputs(runs, out, header)
         return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    settings, reps = load_settings(args.scgpt)
-    if args.tasks:
-        settings = [s for s in settings if s.name in args.tasks]
+    settings, reps = load_settings(args.scgpt, args.tasks)
     if args.reps:
         reps = [r for r in reps if r in args.reps]
     out.parent.mkdir(parents=True, exist_ok=True)
