@@ -423,8 +423,9 @@ class RefineAnnotator:
         ``n_labelled / (n_classes * n_cells_of_its_class)``, as scikit-learn's ``class_weight="balanced"``, in
         every network and logistic regression trained, so a rare class weighs
         as much as an abundant one. Annotation is judged per class (macro-F1), and with unweighted losses the rare
-        classes were the ones lost: on the spatial benchmark the weights raised REFINE's macro-F1 by about 0.01
-        on average and closed its one gap to the baselines (``benchmarks/results/spatial_annotation.md``).
+        classes were the ones lost: on the spatial benchmark the weights raised REFINE's macro-F1 by 0.009 on
+        average over 30 settings (lower in 6, most on osmFISH regions with 1,000-3,000 labels) and closed its gap
+        on MERFISH's new slice (``benchmarks/results/spatial_annotation.md``).
         ``None``: every cell weighs the same (the plain likelihood, better calibrated for abundant classes).
 
         ``refit=True`` (default): a logistic regression (``logreg``, ``neighbor_logreg``, the linear
