@@ -2,7 +2,8 @@
 
 REFINE's default (``hidden="auto"``) weights four fits by ensemble selection on the validation cells of the
 labelled slice. For one task x n x representation of ``spatial_annotation.py`` (same labelled cells, seeds and
-package defaults) this trains the default model and scores, on the test cells, the ensemble and each kept member
+package defaults with the unweighted losses the committed results were measured with) this trains the default
+model of that time and scores, on the test cells, the ensemble and each kept member
 alone (the cross-fitted network: its two runs' mean), next to each candidate's validation loss and weight: it
 shows whether validation weighed the members as the test cells would have.
 

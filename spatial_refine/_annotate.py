@@ -59,7 +59,8 @@ def refine(
     - ``obs[key_added]``: predicted label (categorical);
     - ``obs[f"{key_added}_confidence"]``: probability of that label;
     - ``obsm[f"{key_added}_proba"]``: class probabilities (columns in ``uns[key_added]["classes"]``);
-    - ``uns[key_added]``: ``params``, ``classes`` and validation ``metrics``.
+    - ``uns[key_added]``: ``params``, ``classes``, validation ``metrics``, ``class_weight`` (``"balanced"`` or
+      ``"None"``) and the kept members' ``hidden``, ``n_layers`` and ensemble ``weights``.
 
     Parameters
     ----------

@@ -407,8 +407,9 @@ class RefineAnnotator:
         With ``n_layers="auto"`` each depth (0-3 hops for SIGN, 1-3 for message passing) is trained and the
         one with the lowest validation loss is kept; for REFINE the depth is chosen on the residual path
         alone (the model from scratch), and REFINE's residual start continues from that trained model
-        (``metrics_["n_layers_tried"]`` holds each depth's validation loss). With ``hidden="auto"`` REFINE
-        (SIGN) does this for the network and for the linear residual (and its hop-only limit; the probe
+        (``metrics_["n_layers_tried"]`` holds each depth's validation loss: for a network the loss it was
+        early-stopped on, class-weighted with ``class_weight``; for a logistic regression the plain log-loss).
+        With ``hidden="auto"`` REFINE (SIGN) does this for the network and for the linear residual (and its hop-only limit; the probe
         limit has no depth), then ensemble selection on the validation cells weights the four:
         predictions are the weighted mean of the kept members' probabilities. The network is cross-fitted on
         two halves of the validation cells (see ``hidden``): early stopping picks the epoch of lowest loss on
@@ -426,7 +427,7 @@ class RefineAnnotator:
         classes were the ones lost: on the spatial benchmark the weights raised REFINE's macro-F1 by 0.009 on
         average over 30 settings (lower in 6, most on osmFISH regions with 1,000-3,000 labels) and closed its gap
         on MERFISH's new slice (``benchmarks/results/spatial_annotation.md``).
-        ``None``: every cell weighs the same (the plain likelihood, better calibrated for abundant classes).
+        ``None``: every cell weighs the same (the plain likelihood: probabilities for the classes' own frequencies).
 
         ``refit=True`` (default): a logistic regression (``logreg``, ``neighbor_logreg``, the linear
         residual) is fitted again on *all* labelled cells once its depth is chosen (see ``depth_folds``), as
