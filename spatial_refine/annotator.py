@@ -39,6 +39,7 @@ from .refine import (
 from .refine._validation import is_integer as _is_integer
 from .refine._validation import stratified_split as _stratified_split
 from .refine.ensemble import log_loss
+from .refine.estimator import _dict_class_weights
 from .refine.graph import GraphBatches
 from .refine.neighbors import neighbor_aggregate
 
@@ -389,7 +390,7 @@ class RefineAnnotator:
         weight_decay: float = 1e-4,
         patience: int = 30,
         validation_fraction: float = 0.2,
-        class_weight: Literal["balanced"] | None = "balanced",
+        class_weight: Literal["balanced"] | dict | None = "balanced",
         batch_size: int | Literal["auto"] | None = "auto",
         refit: bool = True,
         depth_folds: int | Literal["auto"] | None = "auto",
@@ -428,6 +429,7 @@ class RefineAnnotator:
         average over 30 settings (lower in 6, most on osmFISH regions with 1,000-3,000 labels) and closed its gap
         on MERFISH's new slice (``benchmarks/results/spatial_annotation.md``).
         ``None``: every cell weighs the same (the plain likelihood: probabilities for the classes' own frequencies).
+        A dict ``{label: weight}`` sets the weights by hand, as in scikit-learn (classes not named weigh 1).
 
         ``refit=True`` (default): a logistic regression (``logreg``, ``neighbor_logreg``, the linear
         residual) is fitted again on *all* labelled cells once its depth is chosen (see ``depth_folds``), as
@@ -451,8 +453,13 @@ class RefineAnnotator:
                 "This model was loaded from disk: it predicts and annotates, but has no reference AnnData to train "
                 "on. Construct a new RefineAnnotator(adata, labels_key, ...) to train again."
             )
-        if class_weight not in (None, "balanced"):
-            raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
+        if isinstance(class_weight, dict):  # one weight per class code; the settings keep it JSON-safe
+            settings_weight = {str(k): float(v) for k, v in class_weight.items()}
+            class_weight = np.asarray(_dict_class_weights(class_weight, self.classes_))
+        elif class_weight in (None, "balanced"):
+            settings_weight = class_weight
+        else:
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict label -> weight, got {class_weight!r}.")
         if batch_size not in ("auto", None) and (not _is_integer(batch_size) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, 'auto' or None (full batch), got {batch_size!r}.")
         if depth_folds == "auto":
@@ -479,7 +486,7 @@ class RefineAnnotator:
             "weight_decay": weight_decay,
             "patience": patience,
             "validation_fraction": validation_fraction,
-            "class_weight": class_weight,
+            "class_weight": settings_weight,
             "batch_size": batch_size,
             "refit": refit,
             "depth_folds": depth_folds,
@@ -715,7 +722,10 @@ class RefineAnnotator:
             model = self._build(len(self.genes_), depth, self.hidden_, core)
         if inputs.rep is not None and model.uses_features:
             model.fit_feature_statistics(torch.from_numpy(inputs.rep[train_cells]))
-        weights = class_weights(train_y, len(self.classes_)) if class_weight == "balanced" else None
+        if isinstance(class_weight, np.ndarray):  # per class code, from a dict
+            weights = torch.as_tensor(class_weight, dtype=torch.float32)
+        else:
+            weights = class_weights(train_y, len(self.classes_)) if class_weight == "balanced" else None
         history = fit(
             model,
             self._batches(inputs, train_cells, depth, y=train_y, shuffle=True, batch_size=batch_size),
@@ -754,6 +764,8 @@ class RefineAnnotator:
             n_rep = inputs.rep.shape[1]  # the linear residual's input: the hop features, then the representation
             columns = columns[:-n_rep] if kind == "hops" else columns[-n_rep:]
         scaler = StandardScaler().fit(features[:, columns])
+        if isinstance(class_weight, np.ndarray):  # per class code, from a dict: the codes of these rows
+            class_weight = {int(c): float(class_weight[c]) for c in np.unique(self.codes_[train_pos])}
         clf = LogisticRegression(max_iter=1000, class_weight=class_weight, random_state=random_state)
         with threadpool_limits(limits=LINEAR_FIT_BLAS_THREADS, user_api="blas"):
             clf.fit(scaler.transform(features[:, columns]), self.codes_[train_pos])

@@ -138,6 +138,18 @@ def test_class_weight_reaches_the_logistic_regressions():
         )
         expected = clf.predict_proba(scaler.transform(adata.X))
         np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-4)
+    # a dict sets them by hand, as scikit-learn's (classes not named weigh 1)
+    by_hand = {"niche_A": 3.0}
+    model = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight=by_hand)
+    train = model.train_indices_
+    scaler = StandardScaler().fit(adata.X[train])
+    clf = LogisticRegression(max_iter=1000, class_weight=by_hand).fit(
+        scaler.transform(adata.X[train]), labels.iloc[train].astype(str)
+    )
+    np.testing.assert_allclose(model.predict().to_numpy(), clf.predict_proba(scaler.transform(adata.X)), atol=1e-4)
+    assert model.train_settings_["class_weight"] == {"niche_A": 3.0}
+    with pytest.raises(ValueError, match="not a class"):
+        sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight={"niche_Z": 2.0})
     # the weights matter here: the minority class gets more probability with them
     minority_cells = np.flatnonzero(adata.obs["label"] == "niche_A")
     balanced = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train().predict()
@@ -618,3 +630,17 @@ def test_logistic_regressions_are_fitted_with_one_blas_thread(monkeypatch):
     hide_labels(adata, 0.3)
     sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train()
     assert seen and all(threads == {1} for threads in seen)
+
+
+def test_dict_class_weights_reach_the_networks(tmp_path):
+    # a network's validation loss with class_weight={"niche_A": 3}: sum w[y] (-log p[y]) / sum w[y], w = (3, 1)
+    adata = grid_tissue()
+    hide_labels(adata, 0.5)
+    gnn = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn", n_layers=1)
+    gnn.train(max_epochs=10, class_weight={"niche_A": 3.0})
+    codes = pd.Categorical(adata.obs["train_label"], categories=gnn.classes_).codes[gnn.validation_indices_]
+    w = np.where(gnn.classes_ == "niche_A", 3.0, 1.0)[codes]
+    proba = gnn.predict().to_numpy()[gnn.validation_indices_, codes]
+    assert gnn.history_.best_val_loss == pytest.approx(np.sum(w * -np.log(proba)) / np.sum(w), rel=1e-4)
+    loaded = sr.RefineAnnotator.load(gnn.save(tmp_path / "dict_weights"))  # the settings stay JSON
+    np.testing.assert_array_equal(loaded.predict(adata).to_numpy(), gnn.predict().to_numpy())
