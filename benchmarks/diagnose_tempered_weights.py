@@ -1,0 +1,192 @@
+"""Class weights between none and balanced: do tempered weights keep the gains and lose the cost?
+
+The class-balanced default raised REFINE by 0.0086 macro-F1 on average over the spatial benchmark, most where
+rare classes have few labels (MERFISH n = 3000 with PCA +0.032), but cost it where every class has enough
+(osmFISH regions, n = 3000: -0.006; ``diagnose_weights_per_class.md``: the rare regions get over-predicted).
+This diagnostic trains the default REFINE on the same labelled cells and seeds as ``spatial_annotation.py``
+with hand-set weights (``train(class_weight={label: weight})``), normalised so that the labelled cells' mean
+weight is 1 as with ``"balanced"``:
+
+- ``sqrt``: the square root of the balanced weight, ``(n / (k n_c)) ** 0.5``;
+- ``effective``: the inverse "effective number" of each class's labelled cells (Cui et al., CVPR 2019),
+  ``(1 - beta) / (1 - beta ** n_c)`` with ``beta = 0.99``: close to balanced for classes of a few cells, flat
+  once every class has a few hundred.
+
+and puts them next to the committed unweighted and balanced REFINE fits of ``spatial_annotation-runs.csv``.
+It changes nothing in the package.
+
+    python benchmarks/diagnose_tempered_weights.py --task osmfish-region --n 3000 --rep encoder --out part.csv
+    python benchmarks/diagnose_tempered_weights.py --report part.csv ...
+    # -> benchmarks/results/diagnose_tempered_weights.{md,csv}
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from spatial_annotation import REP_KEYS, RESULTS, TASKS, _sample_labelled, load_settings
+
+import spatial_refine as sr
+
+SCHEMES = ("sqrt", "effective")
+BETA = 0.99
+
+
+def tempered_weights(labels: pd.Series, scheme: str) -> dict[str, float]:
+    """Per-class weights of the labelled cells' labels, normalised to a mean weight of 1 per labelled cell."""
+    counts = labels.value_counts()
+    if scheme == "sqrt":
+        raw = np.sqrt(len(labels) / (len(counts) * counts))
+    elif scheme == "effective":
+        raw = (1 - BETA) / (1 - BETA ** counts.astype(float))
+    else:
+        raise ValueError(f"unknown scheme {scheme!r}")
+    raw = raw * len(labels) / float((raw * counts).sum())
+    return {str(label): float(weight) for label, weight in raw.items()}
+
+
+def fit(setting, rep: str, labelled: np.ndarray, seed: int, class_weight: dict) -> dict:
+    reference = setting.reference
+    truth = reference.obs[setting.labels_key].astype(str).to_numpy()
+    labels = np.full(reference.n_obs, np.nan, dtype=object)
+    labels[labelled] = truth[labelled]
+    reference.obs["_train_labels"] = pd.Categorical(labels)
+    try:
+        model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS[rep])
+        model.train(random_state=seed, class_weight=class_weight)
+    finally:
+        del reference.obs["_train_labels"]
+    if setting.query is not None:
+        proba, y_true = model.predict(setting.query), setting.query.obs[setting.labels_key].astype(str).to_numpy()
+    else:
+        test = np.setdiff1d(np.arange(reference.n_obs), labelled)
+        proba, y_true = model.predict(reference).iloc[test], truth[test]
+    y_pred = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
+    return {"macro_f1": f1_score(y_true, y_pred, average="macro"), "accuracy": accuracy_score(y_true, y_pred)}
+
+
+def run(task: str, ns: list[int], reps: list[str], seeds: list[int], schemes: list[str]) -> pd.DataFrame:
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    setting = load_settings(tasks=[task])[0][0]
+    truth = setting.reference.obs[setting.labels_key].astype(str).reset_index(drop=True)
+    rows = []
+    for n in ns:
+        if n > 0.8 * setting.reference.n_obs:  # as spatial_annotation.py
+            continue
+        for seed in seeds:
+            labelled = _sample_labelled(truth, n, seed)
+            for rep in reps:
+                for scheme in schemes:
+                    start = time.perf_counter()
+                    scores = fit(setting, rep, labelled, seed, tempered_weights(truth.iloc[labelled], scheme))
+                    rows.append({"task": task, "n": n, "rep": rep, "seed": seed, "weights": scheme, **scores,
+                                 "seconds": time.perf_counter() - start})
+                    print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def report(paths: list[str]) -> None:
+    tempered = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    key = ["task", "n", "rep", "seed", "weights"]
+    repeated = tempered[tempered.duplicated(key, keep=False)].groupby(key)["macro_f1"].agg(["min", "max"])
+    if not repeated.empty:  # a fit run twice must give the same score (reproducibility)
+        assert (repeated["max"] - repeated["min"]).abs().max() == 0.0, repeated
+    tempered = tempered.drop_duplicates(key)
+    committed = pd.read_csv(RESULTS / "spatial_annotation-runs.csv")
+    lines = [
+        "# Tempered class weights for REFINE (diagnostic)", "",
+        f"`python benchmarks/diagnose_tempered_weights.py` per setting, then `--report` ({platform.machine()}, "
+        f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}). The default REFINE trained with hand-set "
+        "class weights (`sqrt`: square root of the balanced weights; `effective`: inverse effective number, beta "
+        f"= {BETA}; both normalised to a mean weight of 1 per labelled cell) next to the committed unweighted "
+        "(`refine_unweighted`) and balanced (`refine`, the default) fits of `spatial_annotation-runs.csv`, same "
+        "seeds and labelled cells. Macro-F1 on the test cells, mean over seeds (paired difference to the "
+        "balanced default +- standard error).", "",
+        "| task | n | rep | seeds | unweighted | balanced (default) | sqrt | effective |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (task, n, rep), part in tempered.groupby(["task", "n", "rep"], sort=False):
+        seeds = sorted(part["seed"].unique())
+        base = committed[(committed.task == task) & (committed.n == n) & committed.seed.isin(seeds)]
+        balanced = base[base.method == f"refine[{rep}]"].set_index("seed")["macro_f1"]
+        unweighted = base[base.method == f"refine_unweighted[{rep}]"].set_index("seed")["macro_f1"]
+        cells = []
+        for scheme in SCHEMES:
+            scores = part[part.weights == scheme].set_index("seed")["macro_f1"]
+            if scores.empty:
+                cells.append("-")
+                continue
+            diff = (scores - balanced).dropna()
+            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+            cells.append(f"{scores.mean():.4f} ({diff.mean():+.4f} ± {se:.4f})")
+        diff_u = (unweighted - balanced).dropna()
+        cells_u = f"{unweighted.mean():.4f} ({diff_u.mean():+.4f})"
+        lines.append(f"| {task} | {n} | {rep} | {len(seeds)} | {cells_u} | {balanced.mean():.4f} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", *_claim_lines(tempered, committed)]
+    tempered.to_csv(RESULTS / "diagnose_tempered_weights.csv", index=False)
+    (RESULTS / "diagnose_tempered_weights.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _claim_lines(tempered: pd.DataFrame, committed: pd.DataFrame) -> list[str]:
+    """Each scheme in place of the default REFINE, through spatial_annotation.py's claim check, where it ran on
+    every setting's seeds."""
+    from spatial_annotation import claim_check
+
+    lines = []
+    for scheme in SCHEMES:
+        runs = tempered[tempered.weights == scheme]
+        if runs.empty:
+            continue
+        settings = runs.groupby(["task", "n", "rep"]).ngroups
+        rows = runs.assign(method=lambda r: "refine[" + r["rep"] + "]")[["task", "n", "seed", "method", "macro_f1"]]
+        baselines = committed[~committed.method.str.startswith("refine")]
+        claims = claim_check(pd.concat([baselines, rows], ignore_index=True))
+        default = claim_check(committed[~committed.method.str.startswith("refine_")])
+        default = default.merge(claims[["task", "n", "rep"]], on=["task", "n", "rep"])
+        gain = claims.set_index(["task", "n", "rep"])["refine"] - default.set_index(["task", "n", "rep"])["refine"]
+        lines.append(
+            f"`{scheme}` on {settings} settings: {gain.mean():+.4f} macro-F1 over the balanced default on average "
+            f"(higher by more than 0.002 in {(gain > 0.002).sum()}, lower in {(gain < -0.002).sum()}); against the "
+            f"best of every baseline (both weightings) level or ahead in "
+            f"{(claims.diff_to_best_baseline >= -0.002).sum()} (default: {(default.diff_to_best_baseline >= -0.002).sum()}), "
+            f"below by more than two paired standard errors in {int(claims.below_best_by_more_than_noise.sum())} "
+            f"(default: {int(default.below_best_by_more_than_noise.sum())}), mean difference to the best "
+            f"{claims.diff_to_best_baseline.mean():+.4f} ({default.diff_to_best_baseline.mean():+.4f}).")
+        below = claims[claims.below_best_by_more_than_noise.astype(bool)]
+        for r in below.itertuples():
+            lines.append(f"- below: {r.task} n = {r.n} {r.rep}: {r.refine:.4f} vs {r.best_baseline} "
+                         f"{r.best_baseline_f1:.4f} ({r.diff_to_best_baseline:+.4f} ± {r.diff_to_best_se:.4f})")
+        lines.append("")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", choices=TASKS)
+    parser.add_argument("--n", type=int, nargs="+")
+    parser.add_argument("--rep", nargs="+", choices=sorted(REP_KEYS), default=["encoder"])
+    parser.add_argument("--schemes", nargs="+", choices=SCHEMES, default=list(SCHEMES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out", default=None, help="runs CSV of this setting")
+    parser.add_argument("--report", nargs="+", metavar="RUNS_CSV", help="merge per-setting runs into the report")
+    args = parser.parse_args(argv)
+    if args.report:
+        report(args.report)
+        return
+    if args.task is None or args.n is None:
+        parser.error("--task and --n are required (or --report)")
+    out = args.out or RESULTS / f"diagnose_tempered_weights-{args.task}.csv"
+    run(args.task, args.n, args.rep, args.seeds, args.schemes).to_csv(out, index=False)
+
+
+if __name__ == "__main__":
+    main()
