@@ -59,8 +59,8 @@ def refine(
     - ``obs[key_added]``: predicted label (categorical);
     - ``obs[f"{key_added}_confidence"]``: probability of that label;
     - ``obsm[f"{key_added}_proba"]``: class probabilities (columns in ``uns[key_added]["classes"]``);
-    - ``uns[key_added]``: ``params``, ``classes``, validation ``metrics``, ``class_weight`` (``"balanced"`` or
-      ``"None"``) and the kept members' ``hidden``, ``n_layers`` and ensemble ``weights``.
+    - ``uns[key_added]``: ``params``, ``classes``, validation ``metrics``, ``class_weight`` (``"balanced"``,
+      ``"None"`` or the dict given, as text) and the kept members' ``hidden``, ``n_layers`` and ensemble ``weights``.
 
     Parameters
     ----------
@@ -112,7 +112,7 @@ def refine(
         "params": {k: v for k, v in model.params.items() if v is not None} | {"random_state": random_state},
         "classes": np.asarray(model.classes_, dtype=object),
         "metrics": {k: v for k, v in model.metrics_.items() if not isinstance(v, dict)},
-        "class_weight": str(model.train_settings_["class_weight"]),  # "balanced" or "None" (h5ad stores no None)
+        "class_weight": str(model.train_settings_["class_weight"]),  # as text: h5ad stores no None
         # the network width or "linear", and its hops; for an ensemble its members and their weights, heaviest
         # first (a cross-fitted network: its two runs, sharing its weight): e.g. "64+64+linear[hops]", "2+1+2",
         # "0.4+0.4+0.2"

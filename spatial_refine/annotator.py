@@ -410,8 +410,8 @@ class RefineAnnotator:
         alone (the model from scratch), and REFINE's residual start continues from that trained model
         (``metrics_["n_layers_tried"]`` holds each depth's validation loss: for a network the loss it was
         early-stopped on, class-weighted with ``class_weight``; for a logistic regression the plain log-loss).
-        With ``hidden="auto"`` REFINE (SIGN) does this for the network and for the linear residual (and its hop-only limit; the probe
-        limit has no depth), then ensemble selection on the validation cells weights the four:
+        With ``hidden="auto"`` REFINE (SIGN) does this for the network and for the linear residual (and its
+        hop-only limit; the probe limit has no depth), then ensemble selection on the validation cells weights the four:
         predictions are the weighted mean of the kept members' probabilities. The network is cross-fitted on
         two halves of the validation cells (see ``hidden``): early stopping picks the epoch of lowest loss on
         the very cells it is scored on, an optimism that made the selection favour the network
@@ -423,8 +423,8 @@ class RefineAnnotator:
 
         ``class_weight="balanced"`` (default): each labelled cell's loss is weighted by
         ``n_labelled / (n_classes * n_cells_of_its_class)``, as scikit-learn's ``class_weight="balanced"``, in
-        every network and logistic regression trained, so a rare class weighs
-        as much as an abundant one. Annotation is judged per class (macro-F1), and with unweighted losses the rare
+        every network and logistic regression trained, so a rare class weighs as much as an abundant one.
+        Annotation is judged per class (macro-F1), and with unweighted losses the rare
         classes were the ones lost: on the spatial benchmark the weights raised REFINE's macro-F1 by 0.009 on
         average over 30 settings (lower in 6, most on osmFISH regions with 1,000-3,000 labels) and closed its gap
         on MERFISH's new slice (``benchmarks/results/spatial_annotation.md``).
