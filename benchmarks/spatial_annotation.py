@@ -60,6 +60,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import spatial_refine as sr
+from spatial_refine.annotator import effective_number_weights
 from spatial_refine.encoders import MLPEncoder
 from spatial_refine.refine import TensorBatches, TrainConfig, build_strategy, fit, seeded
 
@@ -76,10 +77,14 @@ METHOD_OPTIONS = {
 #: baselines also run class-balanced, as ``<method>_bal`` (``train(class_weight="balanced")``, the package default)
 BALANCED_BASELINES = ("logreg", "neighbor_logreg", "mlp", "gnn", "linear_probe", "logreg_probe", "adapter")
 REP_METHODS = ("linear_probe", "logreg_probe", "adapter", "refine", "refine_linear", "refine_unweighted")
-REP_METHODS = (*REP_METHODS, *(f"{m}_bal" for m in REP_METHODS if m in BALANCED_BASELINES))
+#: on request: every baseline and REFINE with ``class_weight="effective"`` (``_eff``; the lead of
+#: ``diagnose_tempered_weights.md``)
+EFFECTIVE_METHODS = (*(f"{m}_eff" for m in (*REP_FREE, *REP_METHODS) if m in BALANCED_BASELINES), "refine_eff")
+REP_METHODS = (*REP_METHODS, *(f"{m}_bal" for m in REP_METHODS if m in BALANCED_BASELINES),
+               *(f"{m}_eff" for m in REP_METHODS if m in BALANCED_BASELINES), "refine_eff")
 DEFAULT_METHODS = (*REP_FREE, *(f"{m}_bal" for m in REP_FREE if m in BALANCED_BASELINES), *REP_METHODS)
 #: run on request only: ablations of REFINE measured in earlier runs (see the results' narrative)
-OPTIONAL_METHODS = ("refine_linear", "refine_unweighted", "scanvi")
+OPTIONAL_METHODS = ("refine_linear", "refine_unweighted", "scanvi", *EFFECTIVE_METHODS)
 DEFAULT_METHODS = tuple(m for m in DEFAULT_METHODS if m not in OPTIONAL_METHODS)
 
 
@@ -87,7 +92,13 @@ def class_weight_of(method: str) -> str | None:
     """``train(class_weight=...)`` of a benchmark method: class-balanced for REFINE (the package default) and
     the ``_bal`` baselines; unweighted for the plain baselines (scikit-learn's default, as a user writes them in
     ten lines) and for the REFINE ablations ``refine_linear`` and ``refine_unweighted``, as they were run."""
+    if method.endswith("_eff"):
+        return "effective"
     return "balanced" if method == "refine" or method.endswith("_bal") else None
+
+
+def _base_method(method: str) -> str:
+    return method.removesuffix("_bal").removesuffix("_eff")
 
 
 @dataclass
@@ -252,15 +263,19 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
     if method == "scanvi":
         y_pred = _scanvi_predict(setting, train_labels, seed)
         y_pred = y_pred if test is None else y_pred[test]
-    elif method.removesuffix("_bal") == "logreg_probe":  # the ten-line probe: scikit-learn's logistic regression on the standardised rep
+    elif _base_method(method) == "logreg_probe":  # the ten-line probe: scikit-learn's logistic regression on the standardised rep
         rep_matrix = setting.reference.obsm[REP_KEYS[rep]]
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, class_weight=class_weight_of(method),
+        class_weight = class_weight_of(method)
+        if class_weight == "effective":  # scikit-learn takes them as a dict
+            classes, counts = np.unique(truth[labelled], return_counts=True)
+            class_weight = dict(zip(classes, effective_number_weights(counts), strict=True))
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, class_weight=class_weight,
                                                                    random_state=seed))
         probe.fit(rep_matrix[labelled], truth[labelled])
         y_pred = probe.predict(rep_matrix[test] if test is not None else setting.query.obsm[REP_KEYS[rep]])
     else:
         reference.obs["_train_labels"] = pd.Categorical(train_labels)
-        options = METHOD_OPTIONS.get(method, {"strategy": method.removesuffix("_bal")})
+        options = METHOD_OPTIONS.get(method, {"strategy": _base_method(method)})
         model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS.get(rep, "X_encoder"), **options)
         model.train(random_state=seed, class_weight=class_weight_of(method))
         del reference.obs["_train_labels"]

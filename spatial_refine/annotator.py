@@ -86,6 +86,8 @@ INFERENCE_MIN_SEEDS = 16_384
 # judge well, and the linear fits grow with the labelled cells)
 CV_DEPTH_FOLDS = 5
 CV_DEPTH_MAX_LABELLED = 10_000
+#: ``class_weight="effective"``: beta of the inverse effective number of a class's labelled cells (Cui et al. 2019)
+EFFECTIVE_NUMBER_BETA = 0.99
 # BLAS threads while scikit-learn fits a logistic regression (None: no limit). numpy and scipy each bring their
 # own OpenBLAS, and L-BFGS alternates between them every step: with two threads per pool they contend. Unlimited,
 # training took 12.4x as long for neighbor_logreg and 4.9x for REFINE at 500 labelled cells, 1.7x at 10,000
@@ -136,6 +138,16 @@ class _Inputs:
 
 def _dense(matrix: Any) -> np.ndarray:
     return matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
+
+
+def effective_number_weights(counts: np.ndarray, beta: float = EFFECTIVE_NUMBER_BETA) -> np.ndarray:
+    """Per-class weights ``(1 - beta) / (1 - beta ** n_c)`` (the inverse effective number of ``n_c`` cells),
+    scaled so that the mean weight over the cells is 1; classes without cells get 0."""
+    counts = np.asarray(counts, dtype=np.float64)
+    raw = np.zeros_like(counts)
+    present = counts > 0
+    raw[present] = (1 - beta) / (1 - beta ** counts[present])
+    return raw * counts.sum() / (raw * counts).sum()
 
 
 class RefineAnnotator:
@@ -390,7 +402,7 @@ class RefineAnnotator:
         weight_decay: float = 1e-4,
         patience: int = 30,
         validation_fraction: float = 0.2,
-        class_weight: Literal["balanced"] | dict | None = "balanced",
+        class_weight: Literal["balanced", "effective"] | dict | None = "balanced",
         batch_size: int | Literal["auto"] | None = "auto",
         refit: bool = True,
         depth_folds: int | Literal["auto"] | None = "auto",
@@ -430,6 +442,11 @@ class RefineAnnotator:
         on MERFISH's new slice (``benchmarks/results/spatial_annotation.md``).
         ``None``: every cell weighs the same (the plain likelihood: probabilities for the classes' own frequencies).
         A dict ``{label: weight}`` sets the weights by hand, as in scikit-learn (classes not named weigh 1).
+        ``"effective"``: the inverse "effective number" of each class's labelled cells (Cui et al., CVPR 2019),
+        ``(1 - beta) / (1 - beta ** n_c)`` with ``beta = 0.99``, scaled to a mean weight of 1 per labelled cell:
+        close to balanced while a class has a few cells, flat once every class has a few hundred
+        (``benchmarks/results/diagnose_tempered_weights.md``: on osmFISH regions with 3,000 labels balanced
+        weights over-predict the rare regions, these do not).
 
         ``refit=True`` (default): a logistic regression (``logreg``, ``neighbor_logreg``, the linear
         residual) is fitted again on *all* labelled cells once its depth is chosen (see ``depth_folds``), as
@@ -456,10 +473,15 @@ class RefineAnnotator:
         if isinstance(class_weight, dict):  # one weight per class code; the settings keep it JSON-safe
             settings_weight = {str(k): float(v) for k, v in class_weight.items()}
             class_weight = np.asarray(_dict_class_weights(class_weight, self.classes_))
+        elif class_weight == "effective":  # from the class counts of every labelled cell
+            settings_weight = class_weight
+            class_weight = effective_number_weights(np.bincount(self.codes_, minlength=len(self.classes_)))
         elif class_weight in (None, "balanced"):
             settings_weight = class_weight
         else:
-            raise ValueError(f"class_weight must be None, 'balanced' or a dict label -> weight, got {class_weight!r}.")
+            raise ValueError(
+                f"class_weight must be None, 'balanced', 'effective' or a dict label -> weight, got {class_weight!r}."
+            )
         if batch_size not in ("auto", None) and (not _is_integer(batch_size) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, 'auto' or None (full batch), got {batch_size!r}.")
         if depth_folds == "auto":

@@ -644,3 +644,20 @@ def test_dict_class_weights_reach_the_networks(tmp_path):
     assert gnn.history_.best_val_loss == pytest.approx(np.sum(w * -np.log(proba)) / np.sum(w), rel=1e-4)
     loaded = sr.RefineAnnotator.load(gnn.save(tmp_path / "dict_weights"))  # the settings stay JSON
     np.testing.assert_array_equal(loaded.predict(adata).to_numpy(), gnn.predict().to_numpy())
+
+
+def test_effective_number_weights_are_the_formula_and_reach_the_fits():
+    # by hand: w_c = (1 - 0.99) / (1 - 0.99 ** n_c), scaled to mean 1 over the labelled cells
+    adata = grid_tissue(side=12)
+    labels = adata.obs["label"].astype(object).copy()
+    labels.iloc[np.flatnonzero(labels == "niche_A")[10:]] = np.nan  # 10 labelled cells of niche_A
+    adata.obs["train_label"] = labels
+    counts = labels.value_counts()
+    raw = {c: (1 - 0.99) / (1 - 0.99 ** n) for c, n in counts.items()}
+    scale = counts.sum() / sum(raw[c] * n for c, n in counts.items())
+    by_hand = {c: w * scale for c, w in raw.items()}
+    assert by_hand["niche_A"] > by_hand["niche_B"]  # the rare class weighs more
+    effective = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight="effective")
+    manual = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight=by_hand)
+    np.testing.assert_allclose(effective.predict().to_numpy(), manual.predict().to_numpy(), atol=1e-6)
+    assert effective.train_settings_["class_weight"] == "effective"

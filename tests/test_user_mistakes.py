@@ -163,7 +163,7 @@ def test_train_options_out_of_range_are_refused():
     model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn", n_layers=1)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         model.train(batch_size=0)
-    with pytest.raises(ValueError, match="class_weight must be None, 'balanced' or a dict"):
+    with pytest.raises(ValueError, match="class_weight must be None, 'balanced', 'effective' or a dict"):
         model.train(class_weight="foo")
 
 
