@@ -311,7 +311,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
 def claim_check(runs: pd.DataFrame) -> pd.DataFrame:
     """Per task, n and frozen representation: REFINE against the better of GNN-from-scratch and the linear
-    probe (each unweighted or class-balanced, whichever ran and scored higher), and against the best of every
+    probe (each unweighted, class-balanced or ``_eff``, whichever ran and scored higher), and against the best of every
     baseline, with paired per-seed differences.
 
     ``below_by_more_than_noise``: the mean paired difference to the better of GNN and probe is below
@@ -323,7 +323,8 @@ def claim_check(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for rep in sorted({m[len("refine["):-1] for m in f1.columns if m.startswith("refine[")}):
         refine = f"refine[{rep}]"
-        gnn_or_probe = [m for m in ("gnn", "gnn_bal", f"linear_probe[{rep}]", f"linear_probe_bal[{rep}]") if m in f1]
+        gnn_or_probe = [f"{m}{w}{r}" for m, r in (("gnn", ""), ("linear_probe", f"[{rep}]")) for w in ("", "_bal", "_eff")]
+        gnn_or_probe = [m for m in gnn_or_probe if m in f1]
         if not any(m.startswith("gnn") for m in gnn_or_probe) or not any(m.startswith("linear") for m in gnn_or_probe):
             continue
         baselines = [m for m in f1.columns if not m.startswith("refine") and ("[" not in m or m.endswith(f"[{rep}]"))]
