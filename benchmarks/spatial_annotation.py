@@ -363,7 +363,7 @@ def claim_markdown(claims: pd.DataFrame) -> list[str]:
     lines = [
         "### The claim checked: REFINE vs the better of GNN-from-scratch and the linear probe, and vs every baseline",
         "",
-        "Macro-F1; diff = REFINE minus the best of `gnn` and `linear_probe[rep]`, unweighted or `_bal` (mean of "
+        "Macro-F1; diff = REFINE minus the best of `gnn` and `linear_probe[rep]`, unweighted, `_bal` or `_eff` (mean of "
         "per-seed differences "
         "± standard error); **below** = lower by more than two standard errors. Last columns: the best of all "
         "baselines (the representation-free ones and those on the same representation), REFINE's margin over it "

@@ -150,6 +150,14 @@ def test_class_weight_reaches_the_logistic_regressions():
     assert model.train_settings_["class_weight"] == {"niche_A": 3.0}
     with pytest.raises(ValueError, match="not a class"):
         sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight={"niche_Z": 2.0})
+    with pytest.raises(ValueError, match="weight 0"):
+        sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight={"niche_A": 0, "niche_B": 0})
+    with pytest.raises(ValueError, match="class_weight must be"):
+        sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight=np.array([1.0, 2.0]))
+    # numeric labels are classes by their text: {1: w} names class "1"
+    adata.obs["numeric"] = np.where(adata.obs["label"] == "niche_A", 1, 2)
+    numeric = sr.RefineAnnotator(adata, "numeric", strategy="logreg").train(class_weight={1: 3.0})
+    assert numeric.train_settings_["class_weight"] == {"1": 3.0}
     # the weights matter here: the minority class gets more probability with them
     minority_cells = np.flatnonzero(adata.obs["label"] == "niche_A")
     balanced = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train().predict()
