@@ -22,31 +22,15 @@ import time
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
-from spatial_annotation import RESULTS, _sample_labelled, load_settings
-
-import spatial_refine as sr
+from spatial_annotation import RESULTS, _sample_labelled, load_settings, train_and_predict
 
 WEIGHTS = {"unweighted": None, "balanced": "balanced"}
 
 
 def fit_member(setting, labelled: np.ndarray, seed: int, class_weight: str | None) -> dict:
     """REFINE's hop-feature member on the labelled cells; scores on the test cells as spatial_annotation.py."""
-    reference = setting.reference
-    truth = reference.obs[setting.labels_key].astype(str).to_numpy()
-    labels = np.full(reference.n_obs, np.nan, dtype=object)
-    labels[labelled] = truth[labelled]
-    reference.obs["_train_labels"] = pd.Categorical(labels)
-    try:
-        model = sr.RefineAnnotator(reference, "_train_labels", strategy="neighbor_logreg")
-        model.train(random_state=seed, class_weight=class_weight)
-    finally:
-        del reference.obs["_train_labels"]
-    if setting.query is not None:
-        proba, y_true = model.predict(setting.query), setting.query.obs[setting.labels_key].astype(str).to_numpy()
-    else:
-        test = np.setdiff1d(np.arange(reference.n_obs), labelled)
-        proba, y_true = model.predict(reference).iloc[test], truth[test]
-    y_pred = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
+    model, y_pred, y_true = train_and_predict(setting, labelled, seed, class_weight=class_weight,
+                                              strategy="neighbor_logreg")
     return {"macro_f1": f1_score(y_true, y_pred, average="macro"), "accuracy": accuracy_score(y_true, y_pred),
             "val_loss": model.metrics_["val_loss"], "n_layers": model.n_layers_}
 

@@ -31,44 +31,29 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, f1_score
-from spatial_annotation import REP_KEYS, RESULTS, TASKS, _sample_labelled, load_settings
+from spatial_annotation import REP_KEYS, RESULTS, TASKS, _sample_labelled, load_settings, train_and_predict
 
-import spatial_refine as sr
+from spatial_refine.annotator import EFFECTIVE_NUMBER_BETA, effective_number_weights
 
 SCHEMES = ("sqrt", "effective")
-BETA = 0.99
+BETA = EFFECTIVE_NUMBER_BETA
 
 
 def tempered_weights(labels: pd.Series, scheme: str) -> dict[str, float]:
     """Per-class weights of the labelled cells' labels, normalised to a mean weight of 1 per labelled cell."""
     counts = labels.value_counts()
-    if scheme == "sqrt":
-        raw = np.sqrt(len(labels) / (len(counts) * counts))
-    elif scheme == "effective":
-        raw = (1 - BETA) / (1 - BETA ** counts.astype(float))
+    if scheme == "effective":  # the package's class_weight="effective"
+        raw = effective_number_weights(counts.to_numpy(), BETA)
+    elif scheme == "sqrt":
+        raw = np.sqrt(len(labels) / (len(counts) * counts.to_numpy()))
+        raw = raw * len(labels) / float((raw * counts.to_numpy()).sum())
     else:
         raise ValueError(f"unknown scheme {scheme!r}")
-    raw = raw * len(labels) / float((raw * counts).sum())
-    return {str(label): float(weight) for label, weight in raw.items()}
+    return {str(label): float(weight) for label, weight in zip(counts.index, raw, strict=True)}
 
 
 def fit(setting, rep: str, labelled: np.ndarray, seed: int, class_weight: dict) -> dict:
-    reference = setting.reference
-    truth = reference.obs[setting.labels_key].astype(str).to_numpy()
-    labels = np.full(reference.n_obs, np.nan, dtype=object)
-    labels[labelled] = truth[labelled]
-    reference.obs["_train_labels"] = pd.Categorical(labels)
-    try:
-        model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS[rep])
-        model.train(random_state=seed, class_weight=class_weight)
-    finally:
-        del reference.obs["_train_labels"]
-    if setting.query is not None:
-        proba, y_true = model.predict(setting.query), setting.query.obs[setting.labels_key].astype(str).to_numpy()
-    else:
-        test = np.setdiff1d(np.arange(reference.n_obs), labelled)
-        proba, y_true = model.predict(reference).iloc[test], truth[test]
-    y_pred = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
+    _, y_pred, y_true = train_and_predict(setting, labelled, seed, class_weight=class_weight, rep_key=REP_KEYS[rep])
     return {"macro_f1": f1_score(y_true, y_pred, average="macro"), "accuracy": accuracy_score(y_true, y_pred)}
 
 

@@ -22,31 +22,16 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import f1_score, precision_recall_fscore_support
-from spatial_annotation import REP_KEYS, RESULTS, TASKS, _sample_labelled, load_settings
-
-import spatial_refine as sr
+from spatial_annotation import REP_KEYS, RESULTS, TASKS, _sample_labelled, load_settings, train_and_predict
 
 WEIGHTS = {"unweighted": None, "balanced": "balanced"}
 
 
 def per_class(setting, strategy: str, rep: str, labelled: np.ndarray, seed: int, class_weight) -> pd.DataFrame:
     """Test precision / recall / F1 per class of one fit (test cells as in spatial_annotation.py)."""
-    reference = setting.reference
-    truth = reference.obs[setting.labels_key].astype(str).to_numpy()
-    labels = np.full(reference.n_obs, np.nan, dtype=object)
-    labels[labelled] = truth[labelled]
-    reference.obs["_train_labels"] = pd.Categorical(labels)
-    try:
-        model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS[rep], strategy=strategy)
-        model.train(random_state=seed, class_weight=class_weight)
-    finally:
-        del reference.obs["_train_labels"]
-    if setting.query is not None:
-        proba, y_true = model.predict(setting.query), setting.query.obs[setting.labels_key].astype(str).to_numpy()
-    else:
-        test = np.setdiff1d(np.arange(reference.n_obs), labelled)
-        proba, y_true = model.predict(reference).iloc[test], truth[test]
-    y_pred = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
+    truth = setting.reference.obs[setting.labels_key].astype(str).to_numpy()
+    _, y_pred, y_true = train_and_predict(setting, labelled, seed, class_weight=class_weight, rep_key=REP_KEYS[rep],
+                                          strategy=strategy)
     classes = np.unique(y_true)
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
     share = pd.Series(truth[labelled]).value_counts(normalize=True)

@@ -248,6 +248,28 @@ def _scanvi_predict(setting: Setting, train_labels: np.ndarray, seed: int) -> np
     return predicted[setting.reference.n_obs:] if setting.query is not None else predicted
 
 
+def train_and_predict(setting: Setting, labelled: np.ndarray, seed: int, *, class_weight=None, **options):
+    """A :class:`~spatial_refine.RefineAnnotator` (``options``: its constructor's) trained on the ``labelled``
+    reference cells; returns it, its predicted labels of the test cells (the query slice, or the reference's
+    other cells) and their true labels."""
+    reference = setting.reference
+    truth = reference.obs[setting.labels_key].astype(str).to_numpy()
+    train_labels = np.full(reference.n_obs, np.nan, dtype=object)
+    train_labels[labelled] = truth[labelled]
+    reference.obs["_train_labels"] = pd.Categorical(train_labels)
+    try:
+        model = sr.RefineAnnotator(reference, "_train_labels", **options)
+        model.train(random_state=seed, class_weight=class_weight)
+    finally:
+        del reference.obs["_train_labels"]
+    if setting.query is not None:
+        proba, y_true = model.predict(setting.query), setting.query.obs[setting.labels_key].astype(str).to_numpy()
+    else:
+        test = np.setdiff1d(np.arange(reference.n_obs), labelled)
+        proba, y_true = model.predict(reference).iloc[test], truth[test]
+    return model, proba.columns.to_numpy()[proba.to_numpy().argmax(1)], y_true
+
+
 def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray, seed: int) -> dict:
     reference = setting.reference
     truth = reference.obs[setting.labels_key].astype(str).to_numpy()
@@ -274,13 +296,9 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
         probe.fit(rep_matrix[labelled], truth[labelled])
         y_pred = probe.predict(rep_matrix[test] if test is not None else setting.query.obsm[REP_KEYS[rep]])
     else:
-        reference.obs["_train_labels"] = pd.Categorical(train_labels)
         options = METHOD_OPTIONS.get(method, {"strategy": _base_method(method)})
-        model = sr.RefineAnnotator(reference, "_train_labels", rep_key=REP_KEYS.get(rep, "X_encoder"), **options)
-        model.train(random_state=seed, class_weight=class_weight_of(method))
-        del reference.obs["_train_labels"]
-        proba = model.predict(setting.query) if test is None else model.predict(reference).iloc[test]
-        y_pred = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
+        model, y_pred, _ = train_and_predict(setting, labelled, seed, class_weight=class_weight_of(method),
+                                             rep_key=REP_KEYS.get(rep, "X_encoder"), **options)
         extra = {
             "n_layers": model.n_layers_,
             "start": getattr(model.history_, "start", None),  # None: a logistic regression has no history
