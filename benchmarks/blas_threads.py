@@ -31,7 +31,7 @@ import spatial_refine.annotator as annotator
 from spatial_refine.datasets import synthetic_tissue
 
 #: the loss weighting the committed results were measured with (the default before 2026-12-02); the
-#: package default is now class_weight="balanced"
+#: package default is now class_weight="effective"
 UNWEIGHTED = None
 
 

@@ -28,7 +28,7 @@ import spatial_refine as sr
 from spatial_refine.datasets import synthetic_tissue
 
 #: the loss weighting the committed results were measured with (the default before 2026-12-02); the
-#: package default is now class_weight="balanced"
+#: package default is now class_weight="effective"
 UNWEIGHTED = None
 
 

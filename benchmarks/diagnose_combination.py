@@ -38,7 +38,7 @@ from spatial_refine.refine import greedy_ensemble_weights
 from spatial_refine.refine.ensemble import log_loss
 
 #: the loss weighting the committed results were measured with (the default before 2026-12-02); the
-#: package default is now class_weight="balanced"
+#: package default is now class_weight="effective"
 UNWEIGHTED = None
 
 SCALES = (1.0, 0.5, 0.25, 0.1, 0.0)

@@ -29,7 +29,7 @@ from spatial_annotation import REP_KEYS, RESULTS, load_settings
 import spatial_refine as sr
 
 #: the loss weighting the committed results were measured with (the default before 2026-12-02); the
-#: package default is now class_weight="balanced"
+#: package default is now class_weight="effective"
 UNWEIGHTED = None
 
 

@@ -37,7 +37,7 @@ from spatial_annotation import REP_KEYS, RESULTS, _sample_labelled, load_setting
 from spatial_refine.annotator import RefineAnnotator
 
 #: the loss weighting the committed results were measured with (the default before 2026-12-02); the
-#: package default is now class_weight="balanced"
+#: package default is now class_weight="effective"
 UNWEIGHTED = None
 
 SCALES = (1.0, 0.5, 0.25, 0.1)

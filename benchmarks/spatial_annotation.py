@@ -25,18 +25,19 @@ GraphSAGE with self path and jumping knowledge), ``linear_probe`` / ``adapter`` 
 representation, ``logreg_probe`` (scikit-learn's logistic regression on the standardised frozen representation,
 all labelled cells). On request: ``refine_linear`` (REFINE with the linear residual ``hidden=None``: a logistic
 regression on the hop features and the frozen representation), ``refine_unweighted`` (REFINE as before
-class-balanced losses became the default) and ``scanvi`` (``pip install -e ".[bench]"``): scvi-tools' scANVI on
-the reference and the test slice together, Gaussian likelihood on the log-normalised expression, 100 scVI + 20
-scANVI epochs.
+class-weighted losses became the default), ``refine_bal`` (REFINE with class-balanced losses, the default before
+effective-number weights) and ``scanvi`` (``pip install -e ".[bench]"``): scvi-tools' scANVI on the reference and
+the test slice together, Gaussian likelihood on the log-normalised expression, 100 scVI + 20 scANVI epochs.
 
 Loss weighting (:func:`class_weight_of`, also a column of the runs file): ``refine`` is the package default,
-class-balanced (``train(class_weight="balanced")``); each baseline runs twice, unweighted as a user writes it in
-ten lines (scikit-learn's default; ``class_weight=None`` for the package's networks, the package default before
-2026-12-02) and class-balanced as ``<method>_bal`` (the package default now), so REFINE is compared with the better
-of the two; ``gnn_sage``, ``scanvi``, ``refine_linear`` and ``refine_unweighted`` are unweighted. Otherwise every
-method uses the package defaults (``sr.RefineAnnotator(...).train(random_state=seed, class_weight=...)``):
-nothing is tuned per dataset. n labelled cells in {100, 300, 1000, 3000} (as the slice allows), 5 seeds;
-classes drawn only once in a sample are dropped from that sample (the annotator needs two cells per class).
+effective-number weights (``train(class_weight="effective")``); each baseline runs three times: unweighted as a
+user writes it in ten lines (scikit-learn's default; ``class_weight=None`` for the package's networks), with the
+package default as ``<method>_eff`` and class-balanced (scikit-learn's ``"balanced"``) as ``<method>_bal``, so
+REFINE is compared with the best of the three; ``gnn_sage``, ``scanvi``, ``refine_linear`` and
+``refine_unweighted`` are unweighted. Otherwise every method uses the package defaults
+(``sr.RefineAnnotator(...).train(random_state=seed, class_weight=...)``): nothing is tuned per dataset. n labelled
+cells in {100, 300, 1000, 3000} (as the slice allows), 5 seeds; classes drawn only once in a sample are dropped
+from that sample (the annotator needs two cells per class).
 
 Run ``python benchmarks/spatial_annotation.py`` (``--quick`` for a smoke run); writes
 ``benchmarks/results/spatial_annotation{,-runs}.csv``, ``.md`` and ``.png``.
@@ -72,29 +73,29 @@ SCANVI_EPOCHS = (100, 20)  # scVI, then scANVI: fewer than scvi-tools' own heuri
 METHOD_OPTIONS = {
     "gnn_sage": {"strategy": "gnn", "encoder": "sage"},
     "refine_linear": {"strategy": "refine", "hidden": None},  # linear residual: logreg on [hops, f_rep]
-    "refine_unweighted": {"strategy": "refine"},  # the default before class-balanced weights
+    "refine_unweighted": {"strategy": "refine"},  # the default before class-weighted losses
+    "refine_bal": {"strategy": "refine"},  # class-balanced: the default before effective-number weights
 }
-#: baselines also run class-balanced, as ``<method>_bal`` (``train(class_weight="balanced")``, the package default)
-BALANCED_BASELINES = ("logreg", "neighbor_logreg", "mlp", "gnn", "linear_probe", "logreg_probe", "adapter")
-REP_METHODS = ("linear_probe", "logreg_probe", "adapter", "refine", "refine_linear", "refine_unweighted")
-#: on request: every baseline and REFINE with ``class_weight="effective"`` (``_eff``; the lead of
-#: ``diagnose_tempered_weights.md``)
-EFFECTIVE_METHODS = (*(f"{m}_eff" for m in (*REP_FREE, *REP_METHODS) if m in BALANCED_BASELINES), "refine_eff")
-REP_METHODS = (*REP_METHODS, *(f"{m}_bal" for m in REP_METHODS if m in BALANCED_BASELINES),
-               *(f"{m}_eff" for m in REP_METHODS if m in BALANCED_BASELINES), "refine_eff")
-DEFAULT_METHODS = (*REP_FREE, *(f"{m}_bal" for m in REP_FREE if m in BALANCED_BASELINES), *REP_METHODS)
+#: baselines also run in the package's two loss weightings: ``<method>_eff`` (``train(class_weight="effective")``,
+#: the package default) and ``<method>_bal`` (``"balanced"``, the default before)
+WEIGHTED_BASELINES = ("logreg", "neighbor_logreg", "mlp", "gnn", "linear_probe", "logreg_probe", "adapter")
+REP_METHODS = ("linear_probe", "logreg_probe", "adapter", "refine", "refine_linear", "refine_unweighted", "refine_bal")
+REP_METHODS = (*REP_METHODS, *(f"{m}{w}" for w in ("_bal", "_eff") for m in REP_METHODS if m in WEIGHTED_BASELINES))
+DEFAULT_METHODS = (*REP_FREE, *(f"{m}{w}" for w in ("_bal", "_eff") for m in REP_FREE if m in WEIGHTED_BASELINES),
+                   *REP_METHODS)
 #: run on request only: ablations of REFINE measured in earlier runs (see the results' narrative)
-OPTIONAL_METHODS = ("refine_linear", "refine_unweighted", "scanvi", *EFFECTIVE_METHODS)
+OPTIONAL_METHODS = ("refine_linear", "refine_unweighted", "refine_bal", "scanvi")
 DEFAULT_METHODS = tuple(m for m in DEFAULT_METHODS if m not in OPTIONAL_METHODS)
 
 
 def class_weight_of(method: str) -> str | None:
-    """``train(class_weight=...)`` of a benchmark method: class-balanced for REFINE (the package default) and
-    the ``_bal`` baselines; unweighted for the plain baselines (scikit-learn's default, as a user writes them in
-    ten lines) and for the REFINE ablations ``refine_linear`` and ``refine_unweighted``, as they were run."""
-    if method.endswith("_eff"):
+    """``train(class_weight=...)`` of a benchmark method: the package default, effective-number weights, for
+    ``refine`` and the ``_eff`` baselines; class-balanced for ``refine_bal`` and the ``_bal`` baselines; unweighted
+    for the plain baselines (scikit-learn's default, as a user writes them in ten lines) and for the REFINE
+    ablations ``refine_linear`` and ``refine_unweighted``, as they were run."""
+    if method == "refine" or method.endswith("_eff"):
         return "effective"
-    return "balanced" if method == "refine" or method.endswith("_bal") else None
+    return "balanced" if method.endswith("_bal") else None
 
 
 def _base_method(method: str) -> str:
@@ -151,9 +152,19 @@ def _pretrain_encoder(source, labels_key: str, random_state: int = 0):
     return embed
 
 
+def _pin_torch_threads() -> None:
+    """torch's threads = ``OMP_NUM_THREADS`` (default 1), set again before each training: scanpy's numba kernels
+    (OpenMP threading layer, ``NUMBA_NUM_THREADS`` = the core count) can raise the main thread's OpenMP threads,
+    and torch's with them, to the core count in the middle of a run (seen on 2026-12-02: a run started with 1
+    thread reported 2 at its end). The thread count can change the fits (the frozen encoder's pretraining and
+    REFINE on it moved by up to 0.0024 macro-F1 between 1 and 2 threads on the fits checked)."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+
 def _add_reps(reference, query, source, source_key: str, n_pca: int, scgpt: str | None) -> list[str]:
     from sklearn.decomposition import PCA
 
+    _pin_torch_threads()
     embed = _pretrain_encoder(source, source_key)
     targets = [reference] + ([query] if query is not None else [])
     for adata in targets:
@@ -457,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--tasks", nargs="+", default=None, choices=TASKS, help="subset of task names")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
-                        help="methods to run (default: every baseline, unweighted and class-balanced '_bal', and "
+                        help="methods to run (default: every baseline, unweighted, '_eff' and '_bal', and "
                              f"REFINE); also {', '.join(OPTIONAL_METHODS)} (scanvi needs scvi-tools)")
     parser.add_argument("--reps", nargs="+", default=None, help="subset of frozen representations (encoder, pca, scgpt)")
     parser.add_argument("--scgpt", default=os.environ.get("SPATIAL_REFINE_SCGPT_DIR"), help="scGPT checkpoint folder")
@@ -477,7 +488,7 @@ def main(argv: list[str] | None = None) -> None:
         header = f"## Spatial annotation benchmark\n\nMerged from {', '.join(Path(p).name for p in args.merge)}."
         write_outputs(runs, out, header)
         return
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    _pin_torch_threads()
     settings, reps = load_settings(args.scgpt, args.tasks)
     if args.reps:
         reps = [r for r in reps if r in args.reps]
@@ -494,6 +505,7 @@ def main(argv: list[str] | None = None) -> None:
                 labelled = _sample_labelled(truth.reset_index(drop=True), n, seed)
                 for method in args.methods:
                     for rep in reps if method in REP_METHODS else [None]:
+                        _pin_torch_threads()
                         record = run_one(setting, method, rep, labelled, seed)
                         record["n"] = n
                         records.append(record)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import itertools
 import json
 import os
@@ -249,8 +250,8 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
         f"(2 hops, hidden 64; encoder SIGN = the default, or GraphSAGE) on `niche`, {info['label_fraction']:.0%} of "
         f"cells labelled (cap {info['label_cap']:,}; 80/20 train/validation), {info['epochs']} epochs with no early "
         "stopping for each of the four runs of the default start choice (linear probe, from-scratch model, and "
-        "REFINE from each), validation every epoch, then predict every cell; losses class-balanced (the default "
-        "`class_weight`). Encoder `linear` (where run): the "
+        "REFINE from each), validation every epoch, then predict every cell; losses weighted with the default "
+        f"`class_weight=\"{info.get('class_weight', 'balanced')}\"`. Encoder `linear` (where run): the "
         "linear SIGN residual (`hidden=None`, 2 hops), a logistic regression solved by L-BFGS on the split, then refitted on all labelled cells, no epochs; the "
         "default `hidden=\"auto\"` (encoder `auto`) fits it, the same regression on the hop features alone and on the frozen "
         "representation alone, and `sign` twice (cross-fitted: each run validated on one half of the validation cells, "
@@ -360,6 +361,8 @@ def main() -> None:
         rows.append(row)
     if not rows:
         sys.exit("no run succeeded")
+    import spatial_refine as sr  # here, not at the top: each run's own process imports it (memory is per run)
+
     info = {
         **machine(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -367,6 +370,7 @@ def main() -> None:
         "epochs": args.epochs,
         "label_fraction": args.label_fraction,
         "label_cap": args.label_cap,
+        "class_weight": inspect.signature(sr.RefineAnnotator.train).parameters["class_weight"].default,
     }
     write_results(rows, info, args.stem)
     keys = ["n_cells", "encoder", "batch", "regime", *[f"time_{p}_s" for p in PHASES], "peak_rss_gib", "unlabelled_accuracy"]

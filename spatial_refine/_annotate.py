@@ -59,8 +59,8 @@ def refine(
     - ``obs[key_added]``: predicted label (categorical);
     - ``obs[f"{key_added}_confidence"]``: probability of that label;
     - ``obsm[f"{key_added}_proba"]``: class probabilities (columns in ``uns[key_added]["classes"]``);
-    - ``uns[key_added]``: ``params``, ``classes``, validation ``metrics``, ``class_weight`` (``"balanced"``,
-      ``"None"`` or the dict given, as text) and the kept members' ``hidden``, ``n_layers`` and ensemble ``weights``.
+    - ``uns[key_added]``: ``params``, ``classes``, validation ``metrics``, ``class_weight`` (``"effective"``,
+      ``"balanced"``, ``"None"`` or the dict given, as text) and the kept members' ``hidden``, ``n_layers`` and ensemble ``weights``.
 
     Parameters
     ----------

@@ -402,7 +402,7 @@ class RefineAnnotator:
         weight_decay: float = 1e-4,
         patience: int = 30,
         validation_fraction: float = 0.2,
-        class_weight: Literal["balanced", "effective"] | dict | None = "balanced",
+        class_weight: Literal["effective", "balanced"] | dict | None = "effective",
         batch_size: int | Literal["auto"] | None = "auto",
         refit: bool = True,
         depth_folds: int | Literal["auto"] | None = "auto",
@@ -433,21 +433,21 @@ class RefineAnnotator:
         solved by L-BFGS; ``max_epochs``, ``lr``, ``weight_decay``, ``patience`` and ``batch_size`` apply to
         the networks only.
 
-        ``class_weight="balanced"`` (default): each labelled cell's loss is weighted by
-        ``n_labelled / (n_classes * n_cells_of_its_class)``, as scikit-learn's ``class_weight="balanced"``, in
-        every network and logistic regression trained, so a rare class weighs as much as an abundant one.
-        Annotation is judged per class (macro-F1), and with unweighted losses the rare
-        classes were the ones lost: on the spatial benchmark the weights raised REFINE's macro-F1 by 0.009 on
-        average over 30 settings (lower in 6, most on osmFISH regions with 1,000-3,000 labels) and closed its gap
-        on MERFISH's new slice (``benchmarks/results/spatial_annotation.md``).
+        ``class_weight="effective"`` (default): each labelled cell's loss is weighted by the inverse "effective
+        number" of its class's labelled cells (Cui et al., CVPR 2019), ``(1 - beta) / (1 - beta ** n_c)`` with
+        ``beta = 0.99``, scaled to a mean weight of 1 per labelled cell, in every network and logistic
+        regression trained: close to ``"balanced"`` while a class has a few cells (a rare class weighs about as
+        much as an abundant one), flat once every class has a few hundred. Annotation is judged per class
+        (macro-F1), and with unweighted losses the rare classes were the ones lost: on the spatial benchmark
+        (``benchmarks/results/spatial_annotation.md``, 30 settings) these weights raised REFINE's macro-F1 by
+        0.010 on average over unweighted losses (higher in 24, lower in 3) and by 0.0014 over balanced ones,
+        which over-predict rare classes once they have many labels (osmFISH regions with 3,000 labels: 0.960
+        against 0.953 balanced and 0.959 unweighted). The weights are fixed from every labelled cell (the same in every fit of a run).
+        ``"balanced"``: ``n_labelled / (n_classes * n_cells_of_its_class)``, scikit-learn's
+        ``class_weight="balanced"``, counted on each fit's rows (the default before 2026-12-02).
         ``None``: every cell weighs the same (the plain likelihood: probabilities for the classes' own frequencies).
-        A dict ``{label: weight}`` sets the weights by hand, as in scikit-learn (classes not named weigh 1).
-        ``"effective"``: the inverse "effective number" of each class's labelled cells (Cui et al., CVPR 2019),
-        ``(1 - beta) / (1 - beta ** n_c)`` with ``beta = 0.99``, scaled to a mean weight of 1 per labelled cell:
-        close to balanced while a class has a few cells, flat once every class has a few hundred
-        (``benchmarks/results/diagnose_tempered_weights.md``: on osmFISH regions with 3,000 labels, where balanced
-        weights cost REFINE 0.006 macro-F1, these do not). Unlike ``"balanced"`` (counted on each fit's rows), the
-        effective and dict weights are fixed from every labelled cell.
+        A dict ``{label: weight}`` sets the weights by hand, as in scikit-learn (classes not named weigh 1), fixed
+        like ``"effective"``.
 
         ``refit=True`` (default): a logistic regression (``logreg``, ``neighbor_logreg``, the linear
         residual) is fitted again on *all* labelled cells once its depth is chosen (see ``depth_folds``), as

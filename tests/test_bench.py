@@ -539,7 +539,8 @@ def test_spatial_claim_check_takes_the_best_weighting_of_each_baseline():
     import pandas as pd
 
     bench = _load_benchmark("spatial_annotation")
-    assert bench.class_weight_of("refine") == "balanced" and bench.class_weight_of("gnn_bal") == "balanced"
+    assert bench.class_weight_of("refine") == "effective" and bench.class_weight_of("gnn_eff") == "effective"
+    assert bench.class_weight_of("refine_bal") == "balanced" and bench.class_weight_of("gnn_bal") == "balanced"
     assert bench.class_weight_of("gnn") is None and bench.class_weight_of("refine_unweighted") is None
     # macro-F1 per seed (3 seeds): refine vs gnn (0.50), gnn_bal (0.60), probes (0.40 / 0.45), logreg_bal (0.70)
     scores = {
@@ -564,7 +565,8 @@ def test_spatial_claim_check_takes_the_best_weighting_of_each_baseline():
 def test_spatial_benchmark_refuses_unknown_methods_before_loading_data(capsys):
     bench = _load_benchmark("spatial_annotation")
     with pytest.raises(SystemExit) as stop:
-        bench.main(["--methods", "refine_bal"])  # the variant that became the default
-    assert stop.value.code == 2 and "unknown --methods ['refine_bal']" in capsys.readouterr().err
-    assert "refine" in bench.DEFAULT_METHODS and "gnn_bal" in bench.DEFAULT_METHODS
-    assert "refine_unweighted" not in bench.DEFAULT_METHODS and "refine_unweighted" in bench.OPTIONAL_METHODS
+        bench.main(["--methods", "refine_eff"])  # the variant that became the default: it is "refine" now
+    assert stop.value.code == 2 and "unknown --methods ['refine_eff']" in capsys.readouterr().err
+    assert {"refine", "gnn", "gnn_bal", "gnn_eff", "logreg_probe_eff"} <= set(bench.DEFAULT_METHODS)
+    for ablation in ("refine_unweighted", "refine_bal"):
+        assert ablation not in bench.DEFAULT_METHODS and ablation in bench.OPTIONAL_METHODS

@@ -111,8 +111,8 @@ def test_linear_refine_is_logistic_regression_on_the_hops_and_the_representation
         else:
             assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(labelled)
         scaler = StandardScaler().fit(features[train])
-        clf = LogisticRegression(max_iter=1000, class_weight="balanced").fit(  # the default weights
-            scaler.transform(features[train]), adata.obs["train_label"].iloc[train]
+        clf = LogisticRegression(max_iter=1000, class_weight=_effective_weights(adata.obs["train_label"])).fit(
+            scaler.transform(features[train]), adata.obs["train_label"].iloc[train]  # the default weights
         )
         expected = clf.predict_proba(scaler.transform(features))
         np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-4)
@@ -127,13 +127,18 @@ def test_class_weight_reaches_the_logistic_regressions():
     minority = np.flatnonzero(labels == "niche_A")[10:]  # keep 10 labelled cells of niche_A
     labels.iloc[minority] = np.nan
     adata.obs["train_label"] = labels
-    # class-balanced by default; None is the plain likelihood; both as scikit-learn computes them
-    for options, class_weight in (({}, "balanced"), ({"class_weight": None}, None)):
+    # effective-number weights by default (fixed from the labelled cells), "balanced" as scikit-learn counts them
+    # on the fitted rows, None the plain likelihood; each as scikit-learn computes it
+    effective = _effective_weights(labels)
+    for options, setting, sklearn_weight in (
+        ({}, "effective", effective), ({"class_weight": "balanced"}, "balanced", "balanced"),
+        ({"class_weight": None}, None, None),
+    ):
         model = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(**options)
-        assert model.train_settings_["class_weight"] == class_weight
+        assert model.train_settings_["class_weight"] == setting
         train = model.train_indices_
         scaler = StandardScaler().fit(adata.X[train])
-        clf = LogisticRegression(max_iter=1000, class_weight=class_weight).fit(
+        clf = LogisticRegression(max_iter=1000, class_weight=sklearn_weight).fit(
             scaler.transform(adata.X[train]), labels.iloc[train].astype(str)
         )
         expected = clf.predict_proba(scaler.transform(adata.X))
@@ -160,14 +165,22 @@ def test_class_weight_reaches_the_logistic_regressions():
     assert numeric.train_settings_["class_weight"] == {"1": 3.0}
     # the weights matter here: the minority class gets more probability with them
     minority_cells = np.flatnonzero(adata.obs["label"] == "niche_A")
-    balanced = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train().predict()
+    weighted = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train().predict()
     plain = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight=None).predict()
-    assert balanced["niche_A"].iloc[minority_cells].mean() > plain["niche_A"].iloc[minority_cells].mean()
+    assert weighted["niche_A"].iloc[minority_cells].mean() > plain["niche_A"].iloc[minority_cells].mean()
 
 
-def _logreg_proba(features, labels, fit_cells, cells, class_weight="balanced"):
-    """An independent scikit-learn logistic regression (C=1 on standardised columns; the annotator's default
-    class-balanced weights)."""
+def _effective_weights(labels, beta=0.99) -> dict:
+    """The default class weights by hand: (1 - beta) / (1 - beta ** n_c) per class of the labelled cells,
+    scaled to mean 1 over them (Cui et al. 2019)."""
+    counts = pd.Series(labels).dropna().astype(str).value_counts()
+    raw = {c: (1 - beta) / (1 - beta**n) for c, n in counts.items()}
+    scale = counts.sum() / sum(raw[c] * n for c, n in counts.items())
+    return {c: w * scale for c, w in raw.items()}
+
+
+def _logreg_proba(features, labels, fit_cells, cells, class_weight):
+    """An independent scikit-learn logistic regression (C=1 on standardised columns)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -220,7 +233,8 @@ def test_auto_width_weights_refine_fits_by_ensemble_selection(tmp_path, monkeypa
     labelled = np.flatnonzero(adata.obs["train_label"].notna())
     val = auto.validation_indices_
     split = np.setdiff1d(labelled, val)
-    val_probas = [network_val] + [_logreg_proba(x, labels, split, val) for x in inputs.values()]
+    class_weight = _effective_weights(adata.obs["train_label"])  # the default, from every labelled cell
+    val_probas = [network_val] + [_logreg_proba(x, labels, split, val, class_weight) for x in inputs.values()]
     for name, proba in zip(["linear[hops]", "linear[rep]"], val_probas[2:], strict=True):
         assert tried[name] == pytest.approx(-np.log(proba[np.arange(len(val)), codes]).mean(), abs=1e-4)
     weights = greedy_ensemble_weights(val_probas, codes, rounds=10)
@@ -241,7 +255,7 @@ def test_auto_width_weights_refine_fits_by_ensemble_selection(tmp_path, monkeypa
     # refitted on every label
     everything = np.arange(adata.n_obs)
     final = [(networks[0].predict().to_numpy() + networks[1].predict().to_numpy()) / 2]
-    final += [_logreg_proba(x, labels, labelled, everything) for x in inputs.values()]
+    final += [_logreg_proba(x, labels, labelled, everything, class_weight) for x in inputs.values()]
     expected = sum(w * p for w, p in zip(weights, final, strict=True))
     np.testing.assert_allclose(auto.predict().to_numpy(), expected, atol=1e-4)
     assert auto.metrics_["refit"] and len(auto.train_indices_) == len(labelled)
@@ -307,7 +321,7 @@ def test_refine_residual_start_is_exactly_the_gnn_baseline_model():
     # (same seed, same split, same depth), so its epoch-0 validation loss is that baseline's
     adata = grid_tissue()
     hide_labels(adata, 0.5)
-    # (validation losses as early stopping measures them: class-weighted by default, plain with None)
+    # (validation losses as early stopping measures them: class-weighted, plain with None)
     for class_weight in ("balanced", None):
         gnn = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn", n_layers=1)
         gnn.train(max_epochs=40, class_weight=class_weight)
@@ -494,7 +508,7 @@ def test_tl_refine_writes_only_documented_keys(tmp_path):
     assert list(adata.uns["refine"]["classes"]) == ["niche_A", "niche_B"]
     assert 0.0 <= adata.uns["refine"]["metrics"]["val_macro_f1"] <= 1.0
     assert set(str(adata.uns["refine"]["hidden"]).split("+")) <= {"64", "linear", "linear[hops]", "linear[rep]"}
-    assert adata.uns["refine"]["class_weight"] == "balanced"  # the default, recorded
+    assert adata.uns["refine"]["class_weight"] == "effective"  # the default, recorded
     sr.tl.refine(adata, "train_label", strategy="logreg", key_added="plain", train_kwargs={"class_weight": None})
     assert adata.uns["plain"]["class_weight"] == "None"
     adata.write_h5ad(tmp_path / "annotated.h5ad")  # every uns value is one h5ad stores
@@ -574,18 +588,21 @@ def test_depth_folds_choose_the_logistic_regression_depth_by_cross_validation():
     labelled = np.flatnonzero(adata.obs["train_label"].notna())
     codes = pd.Categorical(adata.obs["train_label"].iloc[labelled], categories=model.classes_).codes
     folds = StratifiedKFold(4, shuffle=True, random_state=3)
+    # the default weights, fixed from every labelled cell (the same in each fold), by class code
+    by_name = _effective_weights(adata.obs["train_label"])
+    weights = {code: by_name[str(name)] for code, name in enumerate(model.classes_)}
     losses = {}
     for depth in range(4):
         features = np.hstack(blocks[: depth + 1])[labelled]
-        proba = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, class_weight="balanced")),
-                                  features, codes,
-                                  cv=folds, method="predict_proba")
+        logreg = LogisticRegression(max_iter=1000, class_weight=weights)
+        proba = cross_val_predict(make_pipeline(StandardScaler(), logreg), features, codes, cv=folds,
+                                  method="predict_proba")
         losses[depth] = -np.log(proba[np.arange(len(codes)), codes]).mean()
     assert model.metrics_["n_layers_tried"] == pytest.approx(losses, abs=1e-3)
     assert model.n_layers_ == min(losses, key=losses.get)
     # then refitted on every label at that depth, as without cross-validation
     expected = _logreg_proba(np.hstack(blocks[: model.n_layers_ + 1]), adata.obs["train_label"].astype(str).to_numpy(),
-                             labelled, np.arange(adata.n_obs))
+                             labelled, np.arange(adata.n_obs), by_name)
     np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-4)
     # None chooses on the split: the depth of lowest loss on the validation cells, by scikit-learn
     split = sr.RefineAnnotator(adata, "train_label", strategy="neighbor_logreg").train(depth_folds=None, random_state=3)
@@ -594,7 +611,8 @@ def test_depth_folds_choose_the_logistic_regression_depth_by_cross_validation():
     val_codes = pd.Categorical(adata.obs["train_label"].iloc[val], categories=split.classes_).codes
     split_losses = {}
     for depth in range(4):
-        proba = _logreg_proba(np.hstack(blocks[: depth + 1]), adata.obs["train_label"].astype(str).to_numpy(), fit, val)
+        proba = _logreg_proba(np.hstack(blocks[: depth + 1]), adata.obs["train_label"].astype(str).to_numpy(), fit, val,
+                              by_name)
         split_losses[depth] = -np.log(proba[np.arange(len(val)), val_codes]).mean()
     assert split.metrics_["n_layers_tried"] == pytest.approx(split_losses, abs=1e-3)
     assert split.train_settings_["depth_folds"] is None
@@ -669,3 +687,10 @@ def test_effective_number_weights_are_the_formula_and_reach_the_fits():
     manual = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(class_weight=by_hand)
     np.testing.assert_allclose(effective.predict().to_numpy(), manual.predict().to_numpy(), atol=1e-6)
     assert effective.train_settings_["class_weight"] == "effective"
+    # the default, for the networks too: same weights as the dict, so the same trained GNN
+    hide_labels(adata, 0.5)
+    default = sr.RefineAnnotator(adata, "train_label", strategy="gnn", n_layers=1).train(max_epochs=5)
+    gnn = sr.RefineAnnotator(adata, "train_label", strategy="gnn", n_layers=1)
+    gnn.train(max_epochs=5, class_weight=_effective_weights(adata.obs["train_label"]))
+    assert default.train_settings_["class_weight"] == "effective"
+    np.testing.assert_allclose(default.predict().to_numpy(), gnn.predict().to_numpy(), atol=1e-6)
