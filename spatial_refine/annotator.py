@@ -86,6 +86,12 @@ INFERENCE_MIN_SEEDS = 16_384
 # judge well, and the linear fits grow with the labelled cells)
 CV_DEPTH_FOLDS = 5
 CV_DEPTH_MAX_LABELLED = 10_000
+#: True: with cross-validation on (``depth_folds``), REFINE's ensemble selection weighs its three logistic
+#: regressions among themselves on their out-of-fold probabilities of every labelled cell, then that blend
+#: against the network on the validation cells (two stages), instead of all four on the validation cells. Off:
+#: on the spatial benchmark it moved REFINE by +0.0005 macro-F1 on average (higher in 9 of 30 settings, lower
+#: in 7; benchmarks/results/diagnose_linear_selection.md), for 5 more logistic-regression fits
+CV_LINEAR_SELECTION = False
 #: ``class_weight="effective"``: beta of the inverse effective number of a class's labelled cells (Cui et al. 2019)
 EFFECTIVE_NUMBER_BETA = 0.99
 # BLAS threads while scikit-learn fits a logistic regression (None: no limit). numpy and scipy each bring their
@@ -126,6 +132,9 @@ class _Fit:
     history: Any
     val_proba: np.ndarray
     tried: dict
+    #: a logistic regression's out-of-fold probabilities on every labelled cell at its depth (rows: labelled
+    #: cells in order), when cross-validation ran (``depth_folds``); else None
+    oof_proba: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -537,11 +546,7 @@ class RefineAnnotator:
             else:
                 results[candidate.name] = candidate, self._fit_depths(*fit_args)
         names = list(results)
-        weights = np.ones(1)
-        if len(names) > 1:  # ensemble selection on the validation cells (ties: the earlier candidate)
-            weights = greedy_ensemble_weights([results[n][1].val_proba for n in names], self.codes_[val_pos],
-                                              rounds=ENSEMBLE_ROUNDS)
-        weight_of = {n: float(w) for n, w in zip(names, weights, strict=True)}
+        weight_of = self._ensemble_weights({n: fitted for n, (_, fitted) in results.items()}, val_pos)
         # the heavier member first, then the lower validation loss
         kept = sorted((n for n in names if weight_of[n] > 0), key=lambda n: (-weight_of[n], results[n][1].val_loss))
         members, refitted = [], False
@@ -575,6 +580,33 @@ class RefineAnnotator:
         self.train_indices_ = np.sort(self.labelled_[fitted_on])
         self.validation_indices_ = np.sort(self.labelled_[val_pos])
         return self
+
+    def _ensemble_weights(self, fits: dict[str, _Fit], val_pos: np.ndarray) -> dict[str, float]:
+        """Ensemble selection (greedy, :data:`ENSEMBLE_ROUNDS` rounds; ties: the earlier candidate). On the
+        validation cells; or, where every logistic regression has out-of-fold probabilities of all labelled
+        cells (:data:`CV_LINEAR_SELECTION`), in two stages: the logistic regressions among themselves on those,
+        then their blend against the other candidates on the validation cells."""
+        names = list(fits)
+        if len(names) == 1:
+            return {names[0]: 1.0}
+        linear = [n for n in names if fits[n].oof_proba is not None]
+        if not (CV_LINEAR_SELECTION and len(linear) > 1):
+            weights = greedy_ensemble_weights([fits[n].val_proba for n in names], self.codes_[val_pos],
+                                              rounds=ENSEMBLE_ROUNDS)
+            return {n: float(w) for n, w in zip(names, weights, strict=True)}
+        inner = greedy_ensemble_weights([fits[n].oof_proba for n in linear], self.codes_, rounds=ENSEMBLE_ROUNDS)
+        others = [n for n in names if n not in linear]
+        blend = sum(w * fits[n].val_proba for n, w in zip(linear, inner, strict=True))
+        outer = greedy_ensemble_weights([fits[n].val_proba for n in others] + [blend], self.codes_[val_pos],
+                                        rounds=ENSEMBLE_ROUNDS)
+        weight_of = {n: float(w) for n, w in zip(others, outer, strict=False)}
+        weight_of.update({n: float(outer[-1] * w) for n, w in zip(linear, inner, strict=True)})
+        return {n: weight_of[n] for n in names}
+
+    @property
+    def _cv_selects_members(self) -> bool:
+        """Whether ensemble selection will read the logistic regressions' out-of-fold probabilities."""
+        return len(self._candidates()) > 1
 
     def _candidates(self) -> list[tuple[int | None, str]]:
         """Models to train, as (residual width, inputs of a logistic regression). ``hidden="auto"`` for REFINE
@@ -625,11 +657,15 @@ class RefineAnnotator:
                 tried[depth] = (history.best_val_loss, model)
             best_depth = min(tried, key=lambda d: tried[d][0])
             scratch, depths = tried[best_depth][1], [best_depth]
-        cv_tried = None
-        if self._convex and self.train_settings_.get("depth_folds") and len(depths) > 1:
+        cv_tried, oof = None, None
+        cv_selection = CV_LINEAR_SELECTION and self._cv_selects_members
+        if self._convex and self.train_settings_.get("depth_folds") and (len(depths) > 1 or cv_selection):
             # the depth by cross-validation on every labelled cell; the split then fits the chosen one
-            cv_tried = self._cv_losses(inputs, depths, random_state, class_weight, kind)
+            cv_tried, cv_proba = self._cv_losses(inputs, depths, random_state, class_weight, kind)
             depths = [min(cv_tried, key=cv_tried.get)]
+            oof = cv_proba[depths[0]] if cv_selection else None
+            if len(cv_tried) == 1:  # nothing was chosen: report the split's loss as without cross-validation
+                cv_tried = None
         candidates = []
         for depth in depths:
             if self._convex:
@@ -651,24 +687,25 @@ class RefineAnnotator:
             tried = cv_tried
         else:
             tried = {int(c[2]): float(c[0]) for c in candidates}
-        return _Fit(val_loss, [(depth, model)], history, proba, tried)
+        return _Fit(val_loss, [(depth, model)], history, proba, tried, oof)
 
-    def _cv_losses(self, inputs, depths, random_state, class_weight, kind) -> dict[int, float]:
-        """Cross-validated log-loss on all labelled cells of the logistic regression at each depth."""
+    def _cv_losses(self, inputs, depths, random_state, class_weight, kind) -> tuple[dict, dict]:
+        """Cross-validated log-loss on all labelled cells of the logistic regression at each depth, and the
+        out-of-fold probabilities at each depth (same folds for every depth and input kind)."""
         from sklearn.model_selection import StratifiedKFold
 
         folds = min(self.train_settings_["depth_folds"], int(np.bincount(self.codes_).min()))
         splitter = StratifiedKFold(folds, shuffle=True, random_state=random_state)
         splits = list(splitter.split(np.zeros(len(self.codes_)), self.codes_))
-        losses = {}
+        losses, probas = {}, {}
         for depth in depths:
             proba = np.empty((len(self.codes_), len(self.classes_)), dtype=np.float32)
             for fit_pos, held_pos in splits:
                 model, _ = self._train_sklearn(inputs, fit_pos, depth, random_state, class_weight, kind)
                 proba[held_pos] = self._member_proba(_Member(None, depth, model, kind), inputs,
                                                      self.labelled_[held_pos], "cpu")
-            losses[int(depth)] = log_loss(proba, self.codes_)
-        return losses
+            losses[int(depth)], probas[int(depth)] = log_loss(proba, self.codes_), proba
+        return losses, probas
 
     def _auto_depths(self) -> list[int]:
         if self.params["strategy"] == "neighbor_logreg" or self._uses_hops:

@@ -269,6 +269,53 @@ def test_auto_width_weights_refine_fits_by_ensemble_selection(tmp_path, monkeypa
     assert sr.RefineAnnotator(adata, "train_label", encoder="sage")._candidates() == [(64, "all")]
 
 
+def test_two_stage_selection_weighs_the_logistic_regressions_on_out_of_fold_probabilities(monkeypatch):
+    # CV_LINEAR_SELECTION (off by default, measured in diagnose_linear_selection.md): the three logistic
+    # regressions weighed among themselves on their 5-fold out-of-fold probabilities of every labelled cell
+    # (scikit-learn's, same stratified folds), then their blend against the cross-fitted network on the
+    # validation cells; the network's weight and the blend's shares multiply
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import spatial_refine.annotator as annotator_module
+
+    adata = grid_tissue(side=12)
+    hide_labels(adata, 0.6)  # here the two rules weigh the same fits differently
+    split_only = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
+    monkeypatch.setattr(annotator_module, "CV_LINEAR_SELECTION", True)
+    two_stage = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
+    monkeypatch.undo()
+    # the same four fits: only their weights differ
+    assert two_stage.metrics_["hidden_tried"] == pytest.approx(split_only.metrics_["hidden_tried"])
+    network_val = _halves_network(adata, two_stage.validation_indices_, 0, monkeypatch)[1]
+    adjacency = adata.obsp["spatial_connectivities"]
+    hops = np.hstack([adata.X, (adjacency @ adata.X) / np.asarray(adjacency.sum(1))])
+    inputs = [np.hstack([hops, adata.obsm["X_rep"]]), hops, adata.obsm["X_rep"]]
+    labels = adata.obs["train_label"].astype(str).to_numpy()
+    labelled = np.flatnonzero(adata.obs["train_label"].notna())
+    val = two_stage.validation_indices_
+    split = np.setdiff1d(labelled, val)
+    class_weight = _effective_weights(adata.obs["train_label"])
+    val_codes = pd.Categorical(labels[val], categories=two_stage.classes_).codes
+    all_codes = pd.Categorical(labels[labelled], categories=two_stage.classes_).codes
+    by_code = {code: class_weight[str(name)] for code, name in enumerate(two_stage.classes_)}
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    oof = [cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, class_weight=by_code)),
+                             x[labelled], all_codes, cv=folds, method="predict_proba") for x in inputs]
+    inner = greedy_ensemble_weights(oof, all_codes, rounds=10)
+    blend = sum(w * _logreg_proba(x, labels, split, val, class_weight) for w, x in zip(inner, inputs, strict=True))
+    outer = greedy_ensemble_weights([network_val, blend], val_codes, rounds=10)
+    expected = dict(zip(["64", "linear", "linear[hops]", "linear[rep]"], [outer[0], *(outer[1] * inner)], strict=True))
+    assert two_stage.metrics_["ensemble_weights"] == pytest.approx({n: w for n, w in expected.items() if w > 0})
+    assert two_stage.metrics_["ensemble_weights"] != pytest.approx(split_only.metrics_["ensemble_weights"])
+    # without cross-validation (depth_folds=None) there are no out-of-fold probabilities: one stage, as by default
+    monkeypatch.setattr(annotator_module, "CV_LINEAR_SELECTION", True)
+    no_cv = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40, depth_folds=None)
+    assert no_cv.metrics_["ensemble_weights"] == pytest.approx(split_only.metrics_["ensemble_weights"])
+
+
 def test_ensemble_members_saved_before_ensemble_selection_load_with_equal_weights(tmp_path):
     adata = grid_tissue(side=8)
     hide_labels(adata, 0.3)
