@@ -4,7 +4,7 @@ REFINE's ensemble selection cannot pick up what its candidates miss (``diagnose_
 with the PCA of one slice, rare classes decide macro-F1 and the PCA loses them). This diagnostic fits REFINE's
 hop-feature member exactly as the package does (``strategy="neighbor_logreg"``: cell + mean of its 1..L-hop
 neighbours, depth by 5-fold cross-validation, refitted on all labelled cells) with ``class_weight=None`` (the
-package default when this was measured; balanced is the default since) and ``class_weight="balanced"``, on every task, n and seed of
+package default when this was measured; balanced was the default next, effective-number weights since) and ``class_weight="balanced"``, on every task, n and seed of
 ``spatial_annotation.py``, and reports test macro-F1, accuracy and validation log-loss of both, next to REFINE and
 the best baseline of ``spatial_annotation-runs.csv``. It changes nothing in the package.
 

@@ -49,7 +49,15 @@ def run(task: str, ns: list[int], reps: list[str], seeds: list[int]) -> pd.DataF
     _pin_torch_threads()
     setting = load_settings(tasks=[task])[0][0]
     truth = setting.reference.obs[setting.labels_key].astype(str).reset_index(drop=True)
-    rows = []
+    rows, default = [], annotator.CV_LINEAR_SELECTION
+    try:
+        _run_rules(setting, truth, ns, reps, seeds, rows, task)
+    finally:
+        annotator.CV_LINEAR_SELECTION = default
+    return pd.DataFrame(rows)
+
+
+def _run_rules(setting, truth, ns, reps, seeds, rows: list, task: str) -> None:
     for n in ns:
         if n > 0.8 * setting.reference.n_obs:  # as spatial_annotation.py
             continue
@@ -70,8 +78,6 @@ def run(task: str, ns: list[int], reps: list[str], seeds: list[int]) -> pd.DataF
                         "seconds": time.perf_counter() - start,
                     })
                     print(rows[-1], flush=True)
-    annotator.CV_LINEAR_SELECTION = True
-    return pd.DataFrame(rows)
 
 
 def report(paths: list[str]) -> None:

@@ -3,7 +3,7 @@ each design and by the new slice itself.
 
 On MERFISH with n = 3000 labelled cells and the PCA of the labelled slice as frozen representation
 (``spatial_annotation.py``), REFINE's unweighted default of the time (0.656 macro-F1 on the new slice; the
-class-balanced default since scores 0.687) stays below the logistic regression on the
+class-balanced default that followed scored 0.687, the effective-number default since 0.687) stays below the logistic regression on the
 expression (0.671): in-slice validation gives weight to REFINE's probe on the PCA, which transfers worse
 (``diagnose_members.md``). The two fits compared here are exactly those members' kind: scikit-learn's logistic
 regression (C = 1, standardised inputs, as the package fits them) on the expression and on the 50-d PCA of the

@@ -1,6 +1,6 @@
 """Class weights between none and balanced: do tempered weights keep the gains and lose the cost?
 
-The class-balanced default raised REFINE by 0.0086 macro-F1 on average over the spatial benchmark, most where
+The class-balanced default of the time raised REFINE by 0.0086 macro-F1 on average over the spatial benchmark, most where
 rare classes have few labels (MERFISH n = 3000 with PCA +0.032), but cost it where every class has enough
 (osmFISH regions, n = 3000: -0.006; ``diagnose_weights_per_class.md``: the rare regions get over-predicted).
 This diagnostic trains the default REFINE on the same labelled cells and seeds as ``spatial_annotation.py``
@@ -96,7 +96,7 @@ def report(paths: list[str]) -> None:
         "(`refine_unweighted`) and balanced (`refine_bal`, the default then) fits of `spatial_annotation-runs.csv`, same "
         "seeds and labelled cells. Macro-F1 on the test cells, mean over seeds (paired difference to the "
         "balanced default +- standard error).", "",
-        "| task | n | rep | seeds | unweighted | balanced (default) | sqrt | effective |",
+        "| task | n | rep | seeds | unweighted | balanced (default then) | sqrt | effective |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for (task, n, rep), part in tempered.groupby(["task", "n", "rep"], sort=False):

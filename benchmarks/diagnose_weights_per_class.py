@@ -1,7 +1,7 @@
 """Where do class-balanced losses cost? Per-class precision, recall and F1 with and without the weights.
 
-On osmFISH anatomical regions with 3,000 labelled cells the class-balanced default puts REFINE (0.953 macro-F1)
-below the unweighted GNN from scratch (0.960), and the balanced GNN loses too (0.951;
+On osmFISH anatomical regions with 3,000 labelled cells the class-balanced default of the time put REFINE (0.953 macro-F1)
+below the unweighted GNN from scratch (0.960), and the balanced GNN lost too (0.951;
 ``spatial_annotation.md``). This diagnostic trains a model (``--strategy``, default ``gnn``) on the same
 labelled cells, seeds and package defaults as ``spatial_annotation.py``, once with ``class_weight=None`` and once
 with ``"balanced"``, and reports for every class its share of the labelled cells and the test precision, recall

@@ -153,11 +153,11 @@ def _pretrain_encoder(source, labels_key: str, random_state: int = 0):
 
 
 def _pin_torch_threads() -> None:
-    """torch's threads = ``OMP_NUM_THREADS`` (default 1), set again before each training: scanpy's numba kernels
-    (OpenMP threading layer, ``NUMBA_NUM_THREADS`` = the core count) can raise the main thread's OpenMP threads,
-    and torch's with them, to the core count in the middle of a run (seen on 2026-12-02: a run started with 1
-    thread reported 2 at its end). The thread count can change the fits (the frozen encoder's pretraining and
-    REFINE on it moved by up to 0.0024 macro-F1 between 1 and 2 threads on the fits checked)."""
+    """torch's threads = ``OMP_NUM_THREADS`` (default 1), set again before each training: something in a run
+    raises them to the core count (2026-12-02: a run started with 1 thread reported 2 at its end; the likely
+    source is scanpy's numba kernels, whose OpenMP layer uses ``NUMBA_NUM_THREADS`` = the core count, not
+    isolated). The thread count can change the fits: 2 threads moved REFINE on the pretrained encoder by up to
+    0.0024 macro-F1 against 1 (``results/spatial_annotation_repro-runs.csv``)."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 

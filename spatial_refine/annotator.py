@@ -90,7 +90,8 @@ CV_DEPTH_MAX_LABELLED = 10_000
 #: regressions among themselves on their out-of-fold probabilities of every labelled cell, then that blend
 #: against the network on the validation cells (two stages), instead of all four on the validation cells. Off:
 #: on the spatial benchmark it moved REFINE by +0.0005 macro-F1 on average (higher in 9 of 30 settings, lower
-#: in 7; benchmarks/results/diagnose_linear_selection.md), for 5 more logistic-regression fits
+#: in 7; benchmarks/results/diagnose_linear_selection.md), for 5 more logistic-regression fits per regression
+#: whose depth is not cross-validated anyway (the representation-only one; all three with a fixed n_layers)
 CV_LINEAR_SELECTION = False
 #: ``class_weight="effective"``: beta of the inverse effective number of a class's labelled cells (Cui et al. 2019)
 EFFECTIVE_NUMBER_BETA = 0.99
@@ -445,9 +446,10 @@ class RefineAnnotator:
         ``class_weight="effective"`` (default): each labelled cell's loss is weighted by the inverse "effective
         number" of its class's labelled cells (Cui et al., CVPR 2019), ``(1 - beta) / (1 - beta ** n_c)`` with
         ``beta = 0.99``, scaled to a mean weight of 1 per labelled cell, in every network and logistic
-        regression trained: close to ``"balanced"`` while a class has a few cells (a rare class weighs about as
-        much as an abundant one), flat once every class has a few hundred. Annotation is judged per class
-        (macro-F1), and with unweighted losses the rare classes were the ones lost: on the spatial benchmark
+        regression trained: close to ``"balanced"`` among classes of up to a few dozen cells, equal per cell once
+        every class has a few hundred (the effective number saturates at ``1 / (1 - beta) = 100``): a class of
+        20 cells counts 1/18 as much in total as one of 2,000 (unweighted 1/100, balanced as much). Annotation
+        is judged per class (macro-F1), and with unweighted losses the rare classes were the ones lost: on the spatial benchmark
         (``benchmarks/results/spatial_annotation.md``, 30 settings) these weights raised REFINE's macro-F1 by
         0.010 on average over unweighted losses (higher in 24, lower in 3) and by 0.0014 over balanced ones,
         which over-predict rare classes once they have many labels (osmFISH regions with 3,000 labels: 0.960
@@ -583,9 +585,9 @@ class RefineAnnotator:
 
     def _ensemble_weights(self, fits: dict[str, _Fit], val_pos: np.ndarray) -> dict[str, float]:
         """Ensemble selection (greedy, :data:`ENSEMBLE_ROUNDS` rounds; ties: the earlier candidate). On the
-        validation cells; or, where every logistic regression has out-of-fold probabilities of all labelled
-        cells (:data:`CV_LINEAR_SELECTION`), in two stages: the logistic regressions among themselves on those,
-        then their blend against the other candidates on the validation cells."""
+        validation cells; or, with :data:`CV_LINEAR_SELECTION` and at least two candidates that have out-of-fold
+        probabilities of all labelled cells (the logistic regressions), in two stages: those among themselves on
+        them, then their blend against the other candidates (the network) on the validation cells."""
         names = list(fits)
         if len(names) == 1:
             return {names[0]: 1.0}

@@ -5,6 +5,8 @@ validation, fitted attributes, tags, pickling, cloning and training quality are 
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from spatial_refine import RefineClassifier, RefineRegressor
@@ -21,3 +23,16 @@ _EXPECTED = {
                          expected_failed_checks=lambda est: _EXPECTED)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("estimator", [RefineClassifier("notrans", max_epochs=20), RefineRegressor("notrans", max_epochs=20)])
+def test_predictions_on_a_subset_match_up_to_float32_rounding(estimator):
+    # the check above is expected to fail only in the last bits: a real dependence on the batch (e.g. batch
+    # statistics at prediction time) would move outputs far more than float32 rounding
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int) if isinstance(estimator, RefineClassifier) else X[:, 0] + 0.1 * X[:, 1]
+    estimator.fit(X, y)
+    method = estimator.predict_proba if isinstance(estimator, RefineClassifier) else estimator.predict
+    subset = np.arange(0, 60, 3)
+    np.testing.assert_allclose(method(X[subset]), method(X)[subset], rtol=1e-5, atol=1e-6)

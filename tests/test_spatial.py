@@ -369,7 +369,7 @@ def test_refine_residual_start_is_exactly_the_gnn_baseline_model():
     adata = grid_tissue()
     hide_labels(adata, 0.5)
     # (validation losses as early stopping measures them: class-weighted, plain with None)
-    for class_weight in ("balanced", None):
+    for class_weight in ("effective", "balanced", None):
         gnn = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn", n_layers=1)
         gnn.train(max_epochs=40, class_weight=class_weight)
         refine = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=64)
@@ -378,11 +378,15 @@ def test_refine_residual_start_is_exactly_the_gnn_baseline_model():
         assert residual_start == pytest.approx(gnn.history_.best_val_loss, rel=1e-5)
         if class_weight is None:  # the plain loss is also the one the metrics report
             assert residual_start == pytest.approx(gnn.metrics_["val_loss"], rel=1e-5)
-        else:  # by hand: sum_i w[y_i] (-log p_i[y_i]) / sum_i w[y_i], w = n / (k n_class) on the training cells
+        else:  # by hand: sum_i w[y_i] (-log p_i[y_i]) / sum_i w[y_i]; balanced: w = n / (k n_class) on the
+            # training cells; effective: the inverse effective number of every labelled cell's class
             codes = pd.Categorical(adata.obs["train_label"], categories=gnn.classes_).codes
             train, val = codes[gnn.train_indices_], codes[gnn.validation_indices_]
             counts = np.bincount(train, minlength=len(gnn.classes_))
             w = len(train) / (len(gnn.classes_) * counts)
+            if class_weight == "effective":
+                by_name = _effective_weights(adata.obs["train_label"])
+                w = np.array([by_name[str(c)] for c in gnn.classes_])
             proba = gnn.predict().to_numpy()[gnn.validation_indices_, val]
             expected = np.sum(w[val] * -np.log(proba)) / np.sum(w[val])
             assert residual_start == pytest.approx(expected, rel=1e-4)
