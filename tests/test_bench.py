@@ -570,3 +570,26 @@ def test_spatial_benchmark_refuses_unknown_methods_before_loading_data(capsys):
     assert {"refine", "gnn", "gnn_bal", "gnn_eff", "logreg_probe_eff"} <= set(bench.DEFAULT_METHODS)
     for ablation in ("refine_unweighted", "refine_bal"):
         assert ablation not in bench.DEFAULT_METHODS and ablation in bench.OPTIONAL_METHODS
+
+
+def test_seed_replication_scores_the_baseline_chosen_on_other_seeds(monkeypatch):
+    """benchmarks/spatial_seed_replication.py: the best baseline is chosen on the first seeds, scored on the new."""
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    module = _load_benchmark("spatial_seed_replication")
+
+    def runs(scores: dict, seeds: tuple) -> pd.DataFrame:
+        return pd.DataFrame([{"task": "t", "n": 100, "seed": seed, "method": m, "macro_f1": f}
+                             for m, values in scores.items() for seed, f in zip(seeds, values, strict=True)])
+
+    # seeds 0-2: logreg (0.70) beats logreg_bal (0.60); seeds 3-5: logreg_bal would win, but logreg was chosen
+    first = runs({"refine[encoder]": (0.65, 0.65, 0.65), "gnn": (0.5,) * 3, "linear_probe[encoder]": (0.4,) * 3,
+                  "logreg": (0.70, 0.71, 0.72), "logreg_bal": (0.60,) * 3}, (0, 1, 2))
+    second = runs({"refine[encoder]": (0.70, 0.72, 0.74), "gnn": (0.5,) * 3, "linear_probe[encoder]": (0.4,) * 3,
+                   "logreg": (0.69, 0.70, 0.71), "logreg_bal": (0.90,) * 3}, (3, 4, 5))
+    held = module.held_out_comparison(first, second).iloc[0]
+    assert held["baseline"] == "logreg" and held["seeds"] == 3
+    # by hand: differences 0.01, 0.02, 0.03 -> mean 0.02, SE = std(ddof=1) / sqrt(3) = 0.01 / sqrt(3)
+    assert held["diff"] == pytest.approx(0.02) and held["se"] == pytest.approx(0.01 / 3**0.5)
+    assert not held["below"]
