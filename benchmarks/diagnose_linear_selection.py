@@ -21,7 +21,6 @@ and, for each rule in place of ``refine``, the claim check against the committed
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
@@ -32,11 +31,12 @@ from sklearn.metrics import accuracy_score, f1_score
 from spatial_annotation import (
     REP_KEYS,
     RESULTS,
-    TASKS,
     _pin_torch_threads,
     _sample_labelled,
     claim_check,
     load_settings,
+    per_task_cli,
+    run_task_or_report,
     train_and_predict,
 )
 
@@ -122,26 +122,18 @@ def report(paths: list[str]) -> None:
             lines.append(f"  - below: {r.task} n = {r.n} {r.rep}: {r.refine:.4f} vs {r.best_baseline} "
                          f"{r.best_baseline_f1:.4f} ({r.diff_to_best_baseline:+.4f} ± {r.diff_to_best_se:.4f})")
     runs.to_csv(RESULTS / "diagnose_linear_selection.csv", index=False)
-    (RESULTS / "diagnose_linear_selection.md").write_text("\n".join(lines) + "\n")
+    out = RESULTS / "diagnose_linear_selection.md"
+    # the hand-written reading (from "### Reading" on) survives a regenerated report
+    reading = out.read_text().partition("\n### Reading")[1:] if out.exists() else ("", "")
+    out.write_text("\n".join(lines) + "\n" + "".join(reading))
     print("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", choices=TASKS)
-    parser.add_argument("--n", type=int, nargs="+")
-    parser.add_argument("--rep", nargs="+", choices=sorted(REP_KEYS), default=["encoder", "pca"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--out", default=None, help="runs CSV of this task")
-    parser.add_argument("--report", nargs="+", metavar="RUNS_CSV", help="merge per-task runs into the report")
+    parser = per_task_cli(__doc__, ["encoder", "pca"])
     args = parser.parse_args(argv)
-    if args.report:
-        report(args.report)
-        return
-    if args.task is None or args.n is None:
-        parser.error("--task and --n are required (or --report)")
-    out = args.out or RESULTS / f"diagnose_linear_selection-{args.task}.csv"
-    run(args.task, args.n, args.rep, args.seeds).to_csv(out, index=False)
+    run_task_or_report(parser, args, "diagnose_linear_selection",
+                       lambda a: run(a.task, a.n, a.rep, a.seeds), report)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ package default on 2026-12-02: its fits are the benchmark's ``refine`` rows now,
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
@@ -33,7 +32,15 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, f1_score
-from spatial_annotation import REP_KEYS, RESULTS, TASKS, _sample_labelled, load_settings, train_and_predict
+from spatial_annotation import (
+    REP_KEYS,
+    RESULTS,
+    _sample_labelled,
+    load_settings,
+    per_task_cli,
+    run_task_or_report,
+    train_and_predict,
+)
 
 from spatial_refine.annotator import EFFECTIVE_NUMBER_BETA, effective_number_weights
 
@@ -160,22 +167,11 @@ def _claim_lines(tempered: pd.DataFrame, committed: pd.DataFrame) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", choices=TASKS)
-    parser.add_argument("--n", type=int, nargs="+")
-    parser.add_argument("--rep", nargs="+", choices=sorted(REP_KEYS), default=["encoder"])
+    parser = per_task_cli(__doc__, ["encoder"])
     parser.add_argument("--schemes", nargs="+", choices=SCHEMES, default=list(SCHEMES))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--out", default=None, help="runs CSV of this setting")
-    parser.add_argument("--report", nargs="+", metavar="RUNS_CSV", help="merge per-setting runs into the report")
     args = parser.parse_args(argv)
-    if args.report:
-        report(args.report)
-        return
-    if args.task is None or args.n is None:
-        parser.error("--task and --n are required (or --report)")
-    out = args.out or RESULTS / f"diagnose_tempered_weights-{args.task}.csv"
-    run(args.task, args.n, args.rep, args.seeds, args.schemes).to_csv(out, index=False)
+    run_task_or_report(parser, args, "diagnose_tempered_weights",
+                       lambda a: run(a.task, a.n, a.rep, a.seeds, a.schemes), report)
 
 
 if __name__ == "__main__":

@@ -281,6 +281,30 @@ def train_and_predict(setting: Setting, labelled: np.ndarray, seed: int, *, clas
     return model, proba.columns.to_numpy()[proba.to_numpy().argmax(1)], y_true
 
 
+def per_task_cli(doc: str, default_reps: list[str]) -> argparse.ArgumentParser:
+    """The command line of a per-task diagnostic: ``--task``, ``--n``, ``--rep``, ``--seeds``, ``--out`` (runs CSV
+    of one task) or ``--report`` (merge such CSVs); :func:`run_task_or_report` acts on it."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--task", choices=TASKS)
+    parser.add_argument("--n", type=int, nargs="+")
+    parser.add_argument("--rep", nargs="+", choices=sorted(REP_KEYS), default=default_reps)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out", default=None, help="runs CSV of this task")
+    parser.add_argument("--report", nargs="+", metavar="RUNS_CSV", help="merge per-task runs into the report")
+    return parser
+
+
+def run_task_or_report(parser: argparse.ArgumentParser, args: argparse.Namespace, stem: str, run, report) -> None:
+    """``report(paths)`` with ``--report``; else ``run(args)`` (a DataFrame) written to ``--out`` or
+    ``results/{stem}-{task}.csv``."""
+    if args.report:
+        report(args.report)
+        return
+    if args.task is None or args.n is None:
+        parser.error("--task and --n are required (or --report)")
+    run(args).to_csv(args.out or RESULTS / f"{stem}-{args.task}.csv", index=False)
+
+
 def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray, seed: int) -> dict:
     reference = setting.reference
     truth = reference.obs[setting.labels_key].astype(str).to_numpy()
