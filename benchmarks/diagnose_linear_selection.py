@@ -32,8 +32,8 @@ from spatial_annotation import (
     REP_KEYS,
     RESULTS,
     _pin_torch_threads,
-    _sample_labelled,
     claim_check,
+    labelled_samples,
     load_settings,
     per_task_cli,
     run_task_or_report,
@@ -48,36 +48,31 @@ RULES = {"split": False, "cv": True}  # rule name -> CV_LINEAR_SELECTION
 def run(task: str, ns: list[int], reps: list[str], seeds: list[int]) -> pd.DataFrame:
     _pin_torch_threads()
     setting = load_settings(tasks=[task])[0][0]
-    truth = setting.reference.obs[setting.labels_key].astype(str).reset_index(drop=True)
     rows, default = [], annotator.CV_LINEAR_SELECTION
     try:
-        _run_rules(setting, truth, ns, reps, seeds, rows, task)
+        _run_rules(setting, ns, reps, seeds, rows, task)
     finally:
         annotator.CV_LINEAR_SELECTION = default
     return pd.DataFrame(rows)
 
 
-def _run_rules(setting, truth, ns, reps, seeds, rows: list, task: str) -> None:
-    for n in ns:
-        if n > 0.8 * setting.reference.n_obs:  # as spatial_annotation.py
-            continue
-        for seed in seeds:
-            labelled = _sample_labelled(truth, n, seed)
-            for rep in reps:
-                for rule, flag in RULES.items():
-                    annotator.CV_LINEAR_SELECTION = flag
-                    _pin_torch_threads()
-                    start = time.perf_counter()
-                    model, y_pred, y_true = train_and_predict(setting, labelled, seed, class_weight="effective",
-                                                              rep_key=REP_KEYS[rep])
-                    rows.append({
-                        "task": task, "n": n, "rep": rep, "seed": seed, "rule": rule,
-                        "macro_f1": f1_score(y_true, y_pred, average="macro"),
-                        "accuracy": accuracy_score(y_true, y_pred),
-                        "weights": str(model.metrics_.get("ensemble_weights")),
-                        "seconds": time.perf_counter() - start,
-                    })
-                    print(rows[-1], flush=True)
+def _run_rules(setting, ns, reps, seeds, rows: list, task: str) -> None:
+    for n, seed, labelled in labelled_samples(setting, ns, seeds):
+        for rep in reps:
+            for rule, flag in RULES.items():
+                annotator.CV_LINEAR_SELECTION = flag
+                _pin_torch_threads()
+                start = time.perf_counter()
+                model, y_pred, y_true = train_and_predict(setting, labelled, seed, class_weight="effective",
+                                                          rep_key=REP_KEYS[rep])
+                rows.append({
+                    "task": task, "n": n, "rep": rep, "seed": seed, "rule": rule,
+                    "macro_f1": f1_score(y_true, y_pred, average="macro"),
+                    "accuracy": accuracy_score(y_true, y_pred),
+                    "weights": str(model.metrics_.get("ensemble_weights")),
+                    "seconds": time.perf_counter() - start,
+                })
+                print(rows[-1], flush=True)
 
 
 def report(paths: list[str]) -> None:

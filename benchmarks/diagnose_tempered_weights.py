@@ -35,7 +35,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from spatial_annotation import (
     REP_KEYS,
     RESULTS,
-    _sample_labelled,
+    labelled_samples,
     load_settings,
     per_task_cli,
     run_task_or_report,
@@ -71,18 +71,14 @@ def run(task: str, ns: list[int], reps: list[str], seeds: list[int], schemes: li
     setting = load_settings(tasks=[task])[0][0]
     truth = setting.reference.obs[setting.labels_key].astype(str).reset_index(drop=True)
     rows = []
-    for n in ns:
-        if n > 0.8 * setting.reference.n_obs:  # as spatial_annotation.py
-            continue
-        for seed in seeds:
-            labelled = _sample_labelled(truth, n, seed)
-            for rep in reps:
-                for scheme in schemes:
-                    start = time.perf_counter()
-                    scores = fit(setting, rep, labelled, seed, tempered_weights(truth.iloc[labelled], scheme))
-                    rows.append({"task": task, "n": n, "rep": rep, "seed": seed, "weights": scheme, **scores,
-                                 "seconds": time.perf_counter() - start})
-                    print(rows[-1], flush=True)
+    for n, seed, labelled in labelled_samples(setting, ns, seeds):
+        for rep in reps:
+            for scheme in schemes:
+                start = time.perf_counter()
+                scores = fit(setting, rep, labelled, seed, tempered_weights(truth.iloc[labelled], scheme))
+                rows.append({"task": task, "n": n, "rep": rep, "seed": seed, "weights": scheme, **scores,
+                             "seconds": time.perf_counter() - start})
+                print(rows[-1], flush=True)
     return pd.DataFrame(rows)
 
 

@@ -228,6 +228,17 @@ def _sample_labelled(labels: pd.Series, n: int, seed: int) -> np.ndarray:
     return np.sort(chosen[keep])
 
 
+def labelled_samples(setting: Setting, ns: list[int], seeds: list[int]):
+    """``(n, seed, labelled cells)`` of each label budget and seed, as every spatial benchmark draws them; budgets
+    above 80 % of the reference's cells are skipped (too few test cells left)."""
+    truth = setting.reference.obs[setting.labels_key].astype(str).reset_index(drop=True)
+    for n in ns:
+        if n > 0.8 * setting.reference.n_obs:
+            continue
+        for seed in seeds:
+            yield n, seed, _sample_labelled(truth, n, seed)
+
+
 def _scanvi_predict(setting: Setting, train_labels: np.ndarray, seed: int) -> np.ndarray:
     """scANVI label transfer as its users run it: one model on the reference and the test slice together
     (batch = slice; unlabelled cells ``"Unknown"``), scVI pretrained then scANVI; returns the labels of the
@@ -521,22 +532,17 @@ def main(argv: list[str] | None = None) -> None:
     records = []
     start = time.perf_counter()
     for setting in settings:
-        truth = setting.reference.obs[setting.labels_key].astype(str)
-        for n in args.n:
-            if n > 0.8 * setting.reference.n_obs:
-                continue
-            for seed in args.seeds:
-                labelled = _sample_labelled(truth.reset_index(drop=True), n, seed)
-                for method in args.methods:
-                    for rep in reps if method in REP_METHODS else [None]:
-                        _pin_torch_threads()
-                        record = run_one(setting, method, rep, labelled, seed)
-                        record["n"] = n
-                        records.append(record)
-                        print(f"{record['task']:18s} n={n:5d} seed={seed} {record['method']:24s} "
-                              f"F1 {record['macro_f1']:.3f} acc {record['accuracy']:.3f} "
-                              f"L={record['n_layers']} start={record['start']} {record['seconds']:.1f}s", flush=True)
-                pd.DataFrame(records).to_csv(runs_path, index=False)
+        for n, seed, labelled in labelled_samples(setting, args.n, args.seeds):
+            for method in args.methods:
+                for rep in reps if method in REP_METHODS else [None]:
+                    _pin_torch_threads()
+                    record = run_one(setting, method, rep, labelled, seed)
+                    record["n"] = n
+                    records.append(record)
+                    print(f"{record['task']:18s} n={n:5d} seed={seed} {record['method']:24s} "
+                          f"F1 {record['macro_f1']:.3f} acc {record['accuracy']:.3f} "
+                          f"L={record['n_layers']} start={record['start']} {record['seconds']:.1f}s", flush=True)
+            pd.DataFrame(records).to_csv(runs_path, index=False)
     runs = pd.DataFrame(records)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     header = (
