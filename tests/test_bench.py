@@ -593,3 +593,24 @@ def test_seed_replication_scores_the_baseline_chosen_on_other_seeds(monkeypatch)
     # by hand: differences 0.01, 0.02, 0.03 -> mean 0.02, SE = std(ddof=1) / sqrt(3) = 0.01 / sqrt(3)
     assert held["diff"] == pytest.approx(0.02) and held["se"] == pytest.approx(0.01 / 3**0.5)
     assert not held["below"]
+
+
+def test_selection_shrinkage_keeps_a_mixture_only_when_it_beats_the_best_fit_by_more_than_noise(monkeypatch):
+    """benchmarks/diagnose_selection_shrinkage.py: per-cell log-losses and their paired standard error by hand."""
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    module = _load_benchmark("diagnose_selection_shrinkage")
+    codes = np.array([0, 0, 1, 1])
+    # fit a: p(true) = 0.9, 0.9, 0.6, 0.6; fit b: 0.6, 0.6, 0.9, 0.9 -> equal mean losses, a (first) is "best"
+    a = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
+    b = np.array([[0.6, 0.4], [0.6, 0.4], [0.1, 0.9], [0.1, 0.9]])
+    fits = {"a": SimpleNamespace(val_proba=a), "b": SimpleNamespace(val_proba=b)}
+    half = {"a": 0.5, "b": 0.5}
+    # the half-half mixture has p(true) = 0.75 everywhere; its per-cell gain over a is
+    # log(0.75 / 0.9) (< 0) on two cells and log(0.75 / 0.6) (> 0) on two: mean 0.0204 > 0, paired
+    # SE = std(gains, ddof=1) / sqrt(4) = 0.117: better than a, but by less than one SE
+    gains = np.array([np.log(0.75 / 0.9)] * 2 + [np.log(0.75 / 0.6)] * 2)
+    assert gains.mean() > 0 and gains.mean() < gains.std(ddof=1) / 2  # better, but within one SE
+    assert module.shrunk_weights(fits, codes, half) == {"a": 1.0, "b": 0.0}
+    assert module.shrunk_weights(fits, codes, half, k_se=-1.0) == half  # any gain above -1 SE keeps it
