@@ -38,6 +38,7 @@ from spatial_annotation import (
     per_task_cli,
     run_task_or_report,
     train_and_predict,
+    write_report,
 )
 
 import spatial_refine.annotator as annotator
@@ -117,11 +118,7 @@ def report(paths: list[str]) -> None:
             lines.append(f"  - below: {r.task} n = {r.n} {r.rep}: {r.refine:.4f} vs {r.best_baseline} "
                          f"{r.best_baseline_f1:.4f} ({r.diff_to_best_baseline:+.4f} ± {r.diff_to_best_se:.4f})")
     runs.to_csv(RESULTS / "diagnose_linear_selection.csv", index=False)
-    out = RESULTS / "diagnose_linear_selection.md"
-    # the hand-written reading (from "### Reading" on) survives a regenerated report
-    reading = out.read_text().partition("\n### Reading")[1:] if out.exists() else ("", "")
-    out.write_text("\n".join(lines) + "\n" + "".join(reading))
-    print("\n".join(lines))
+    write_report(RESULTS / "diagnose_linear_selection.md", lines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,6 +35,7 @@ from spatial_annotation import (
     per_task_cli,
     run_task_or_report,
     train_and_predict,
+    write_report,
 )
 from spatial_seed_replication import held_out_comparison
 
@@ -132,10 +133,7 @@ def report(paths: list[str]) -> None:
                      f"in {(d >= -0.002).sum()} of {len(d)}, below by more than two paired SE in "
                      f"{int(held.below.sum())}.")
     shrunk.to_csv(RESULTS / "diagnose_selection_shrinkage.csv", index=False)
-    out = RESULTS / "diagnose_selection_shrinkage.md"
-    reading = out.read_text().partition("\n### Reading")[1:] if out.exists() else ("", "")
-    out.write_text("\n".join(lines) + "\n" + "".join(reading))
-    print("\n".join(lines))
+    write_report(RESULTS / "diagnose_selection_shrinkage.md", lines)
 
 
 def main(argv: list[str] | None = None) -> None:

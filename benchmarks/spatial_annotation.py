@@ -316,6 +316,14 @@ def run_task_or_report(parser: argparse.ArgumentParser, args: argparse.Namespace
     run(args).to_csv(args.out or RESULTS / f"{stem}-{args.task}.csv", index=False)
 
 
+def write_report(path: Path, lines: list[str], reading: str = "\n### Reading") -> None:
+    """Write a generated report, keeping the hand-written part of the existing one (from the ``reading``
+    heading on), and print it."""
+    kept = path.read_text().partition(reading)[1:] if path.exists() else ("", "")
+    path.write_text("\n".join(lines) + "\n" + "".join(kept))
+    print("\n".join(lines))
+
+
 def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray, seed: int) -> dict:
     reference = setting.reference
     truth = reference.obs[setting.labels_key].astype(str).to_numpy()

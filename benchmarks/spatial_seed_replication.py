@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from spatial_annotation import RESULTS, claim_check
+from spatial_annotation import RESULTS, claim_check, write_report
 
 
 def held_out_comparison(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
@@ -103,11 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     runs_path = RESULTS / "spatial_seed_replication-runs.csv"
     if all(Path(p).resolve() != runs_path.resolve() for p in args.runs):  # regenerating from it: leave it as is
         new.to_csv(runs_path, index=False)
-    report = RESULTS / "spatial_seed_replication.md"
-    # the hand-written reading (from "## Reading" on) survives a regenerated report
-    reading = report.read_text().partition("\n## Reading")[1:] if report.exists() else ("", "")
-    report.write_text("\n".join(lines) + "\n" + "".join(reading))
-    print("\n".join(lines))
+    write_report(RESULTS / "spatial_seed_replication.md", lines, reading="\n## Reading")
 
 
 if __name__ == "__main__":
