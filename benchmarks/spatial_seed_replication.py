@@ -17,12 +17,27 @@ mean, so that comparison leans against REFINE. This report takes a second run of
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from spatial_annotation import RESULTS, claim_check, write_report
+from sklearn.metrics import accuracy_score, f1_score
+from spatial_annotation import (
+    REP_KEYS,
+    RESULTS,
+    _pin_torch_threads,
+    claim_check,
+    labelled_samples,
+    load_settings,
+    train_and_predict,
+    write_report,
+)
+
+from spatial_refine.annotator import RefineAnnotator
 
 
 def held_out_comparison(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
@@ -43,6 +58,85 @@ def held_out_comparison(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFra
                      "refine": pair[refine].mean(), "baseline_f1": pair[r.best_baseline].mean(),
                      "diff": diff.mean(), "se": se, "below": bool(diff.mean() < -2 * se) if np.isfinite(se) else None})
     return pd.DataFrame(rows)
+
+
+def run_refine_variant(task: str, ns: list[int], reps: list[str], seeds: list[int], rule: Callable,
+                       label: str) -> pd.DataFrame:
+    """The default REFINE with one change to its ensemble selection: ``rule(annotator, fits, val_pos, weights)``
+    returns the weights to use, ``weights`` being those of the package's selection. Same labelled and test cells as
+    ``spatial_annotation.py`` for these seeds; one row per fit, method ``{label}[{rep}]``. The package is unchanged
+    (the rule wraps :meth:`RefineAnnotator._ensemble_weights` while this runs)."""
+    _pin_torch_threads()
+    setting = load_settings(tasks=[task])[0][0]
+    original = RefineAnnotator._ensemble_weights
+
+    def with_rule(self, fits, val_pos):
+        return rule(self, fits, val_pos, original(self, fits, val_pos))
+
+    rows = []
+    RefineAnnotator._ensemble_weights = with_rule
+    try:
+        for n, seed, labelled in labelled_samples(setting, ns, seeds):
+            for rep in reps:
+                _pin_torch_threads()
+                start = time.perf_counter()
+                model, y_pred, y_true = train_and_predict(setting, labelled, seed, class_weight="effective",
+                                                          rep_key=REP_KEYS[rep])
+                rows.append({"task": task, "n": n, "seed": seed, "method": f"{label}[{rep}]",
+                             "macro_f1": f1_score(y_true, y_pred, average="macro"),
+                             "accuracy": accuracy_score(y_true, y_pred),
+                             "weights": str(model.metrics_.get("ensemble_weights")),
+                             "seconds": time.perf_counter() - start})
+                print(rows[-1], flush=True)
+    finally:
+        RefineAnnotator._ensemble_weights = original
+    return pd.DataFrame(rows)
+
+
+def variant_report(paths: list[str], label: str, stem: str, title: str, change: str) -> None:
+    """Compare the runs of :func:`run_refine_variant` (``paths``) with the replication's default REFINE fits on the
+    same seeds (paired) and with the best baseline chosen on seeds 0-4; write ``results/{stem}.{md,csv}``."""
+    shown = label.removeprefix("refine_")
+    variant = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    new = pd.read_csv(RESULTS / "spatial_seed_replication-runs.csv")
+    committed = pd.read_csv(RESULTS / "spatial_annotation-runs.csv")
+    seeds = sorted(set(variant.seed))
+    new = new[new.seed.isin(seeds)]
+    default = new[new.method.str.startswith("refine[")]
+    as_refine = variant.assign(method=variant.method.str.replace(f"{label}[", "refine[", regex=False))
+    paired = as_refine.merge(default, on=["task", "n", "seed", "method"], suffixes=("_variant", "_default"))
+    paired["diff"] = paired.macro_f1_variant - paired.macro_f1_default
+    lines = [
+        f"# {title} (diagnostic)", "",
+        f"`python benchmarks/{stem}.py` per task, then `--report` ({platform.machine()}, {os.cpu_count()} cores, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}). The default REFINE with one change: {change} Seeds "
+        f"{', '.join(map(str, seeds))} (`spatial_seed_replication.md`), compared with that replication's default "
+        f"REFINE fits (diff = {shown} - default, paired) and with the best baseline chosen on seeds 0-4.", "",
+        f"| task | n | rep | default | {shown} | diff ± SE | {shown} - chosen baseline ± SE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    baselines = new[~new.method.str.startswith("refine")]
+    held_default = held_out_comparison(committed, new).set_index(["task", "n", "rep"])
+    held_variant = held_out_comparison(committed, pd.concat([baselines, as_refine], ignore_index=True))
+    held_variant = held_variant.set_index(["task", "n", "rep"])
+    paired["rep"] = paired.method.str.extract(r"\[(.*)\]", expand=False)
+    for (task, n, rep), part in paired.groupby(["task", "n", "rep"], sort=False):
+        d = part["diff"]
+        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        h = held_variant.loc[(task, n, rep)]
+        lines.append(f"| {task} | {n} | {rep} | {part.macro_f1_default.mean():.4f} | "
+                     f"{part.macro_f1_variant.mean():.4f} | {d.mean():+.4f} ± {se:.4f} | "
+                     f"{h['diff']:+.4f} ± {h['se']:.4f}{' **below**' if h['below'] else ''} |")
+    by_setting = paired.groupby(["task", "n", "rep"])["diff"].mean()
+    lines += ["", f"Over {len(by_setting)} settings: {shown} - default {by_setting.mean():+.4f} on average (higher "
+              f"by more than 0.002 in {(by_setting > 0.002).sum()}, lower in {(by_setting < -0.002).sum()}).", ""]
+    for name, held in (("default", held_default.loc[held_variant.index]), (shown, held_variant)):
+        d = held["diff"]
+        lines.append(f"- {name} vs the best baseline chosen on seeds 0-4: {d.mean():+.4f} on average, level or ahead "
+                     f"in {(d >= -0.002).sum()} of {len(d)}, below by more than two paired SE in "
+                     f"{int(held.below.sum())}.")
+    variant.to_csv(RESULTS / f"{stem}.csv", index=False)
+    write_report(RESULTS / f"{stem}.md", lines)
 
 
 def _claim_line(name: str, claims: pd.DataFrame) -> str:

@@ -614,3 +614,25 @@ def test_selection_shrinkage_keeps_a_mixture_only_when_it_beats_the_best_fit_by_
     assert gains.mean() > 0 and gains.mean() < gains.std(ddof=1) / 2  # better, but within one SE
     assert module.shrunk_weights(fits, codes, half) == {"a": 1.0, "b": 0.0}
     assert module.shrunk_weights(fits, codes, half, k_se=-1.0) == half  # any gain above -1 SE keeps it
+
+
+def test_weighted_selection_weighs_each_cells_loss_by_its_class(monkeypatch):
+    """benchmarks/diagnose_weighted_selection.py: the weighted log-loss by hand picks the other fit."""
+    from spatial_refine.refine import greedy_ensemble_weights
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    module = _load_benchmark("diagnose_weighted_selection")
+    codes = np.array([0, 0, 0, 1])
+    # fit a: p(true) = 0.9 on the three class-0 cells, 0.5 on the class-1 cell; fit b: 0.6 and 0.9
+    a = np.array([[0.9, 0.1]] * 3 + [[0.5, 0.5]])
+    b = np.array([[0.6, 0.4]] * 3 + [[0.1, 0.9]])
+    # plain mean: a (3 log(1/0.9) + log 2) / 4 = 0.252 < b (3 log(1/0.6) + log(1/0.9)) / 4 = 0.410
+    # class 1 weighted 3: a (3 log(1/0.9) + 3 log 2) / 6 = 0.399 > b (3 log(1/0.6) + 3 log(1/0.9)) / 6 = 0.308
+    assert list(module.weighted_greedy_weights([a, b], codes, np.ones(4), rounds=1)) == [1.0, 0.0]
+    assert list(module.weighted_greedy_weights([a, b], codes, np.array([1.0, 1, 1, 3]), rounds=1)) == [0.0, 1.0]
+    # unit weights: the package's greedy selection, round by round
+    rng = np.random.default_rng(0)
+    probas = [rng.dirichlet(np.ones(3), size=40) for _ in range(4)]
+    labels = rng.integers(0, 3, size=40)
+    np.testing.assert_array_equal(module.weighted_greedy_weights(probas, labels, np.ones(40)),
+                                  greedy_ensemble_weights(probas, labels, rounds=10))
