@@ -20,8 +20,7 @@ seeds 0-4 (``spatial_seed_replication.held_out_comparison``).
 from __future__ import annotations
 
 import numpy as np
-from spatial_annotation import per_task_cli, run_task_or_report
-from spatial_seed_replication import run_refine_variant, variant_report
+from spatial_seed_replication import variant_main
 
 #: the mixture must beat the best single fit's validation log-loss by more than this many paired standard errors
 K_SE = 1.0
@@ -46,21 +45,14 @@ def shrunk_weights(fits: dict, codes: np.ndarray, weights: dict[str, float], k_s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = per_task_cli(__doc__, ["encoder", "pca"])
-    args = parser.parse_args(argv)
-
     def rule(annotator, fits, val_pos, weights):
         return shrunk_weights(fits, annotator.codes_[val_pos], weights)
 
-    run_task_or_report(
-        parser, args, "diagnose_selection_shrinkage",
-        lambda a: run_refine_variant(a.task, a.n, a.rep, a.seeds, rule, "refine_shrunk"),
-        lambda paths: variant_report(
-            paths, "refine_shrunk", "diagnose_selection_shrinkage",
-            "REFINE's ensemble selection shrunk to the single best fit unless the mixture is better",
-            "the mixture of greedy ensemble selection is kept only if its per-cell validation log-loss beats the "
-            f"best single fit's by more than {K_SE:g} paired standard error, else the single fit predicts alone."),
-    )
+    variant_main(argv, __doc__, "diagnose_selection_shrinkage", "refine_shrunk", rule,
+                 "REFINE's ensemble selection shrunk to the single best fit unless the mixture is better",
+                 "the mixture of greedy ensemble selection is kept only if its per-cell validation log-loss beats "
+                 f"the best single fit's by more than {K_SE:g} paired standard error, else the single fit predicts "
+                 "alone.")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,7 @@ the best baseline chosen on seeds 0-4.
 from __future__ import annotations
 
 import numpy as np
-from spatial_annotation import per_task_cli, run_task_or_report
-from spatial_seed_replication import run_refine_variant, variant_report
+from spatial_seed_replication import variant_main
 
 from spatial_refine.annotator import ENSEMBLE_ROUNDS, effective_number_weights
 
@@ -54,17 +53,10 @@ def class_weighted_selection(annotator, fits: dict, val_pos: np.ndarray, weights
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = per_task_cli(__doc__, ["encoder", "pca"])
-    args = parser.parse_args(argv)
-    run_task_or_report(
-        parser, args, "diagnose_weighted_selection",
-        lambda a: run_refine_variant(a.task, a.n, a.rep, a.seeds, class_weighted_selection, "refine_weighted_sel"),
-        lambda paths: variant_report(
-            paths, "refine_weighted_sel", "diagnose_weighted_selection",
-            "REFINE's ensemble selection on the class-weighted validation log-loss",
-            "greedy ensemble selection weighs the fits by their validation log-loss with each cell weighted by its "
-            "class's training weight (`class_weight=\"effective\"`), instead of the plain mean."),
-    )
+    variant_main(argv, __doc__, "diagnose_weighted_selection", "refine_weighted_sel", class_weighted_selection,
+                 "REFINE's ensemble selection on the class-weighted validation log-loss",
+                 "greedy ensemble selection weighs the fits by their validation log-loss with each cell weighted by "
+                 "its class's training weight (`class_weight=\"effective\"`), instead of the plain mean.")
 
 
 if __name__ == "__main__":

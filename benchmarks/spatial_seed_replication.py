@@ -33,6 +33,8 @@ from spatial_annotation import (
     claim_check,
     labelled_samples,
     load_settings,
+    per_task_cli,
+    run_task_or_report,
     train_and_predict,
     write_report,
 )
@@ -93,19 +95,28 @@ def run_refine_variant(task: str, ns: list[int], reps: list[str], seeds: list[in
     return pd.DataFrame(rows)
 
 
-def variant_report(paths: list[str], label: str, stem: str, title: str, change: str) -> None:
-    """Compare the runs of :func:`run_refine_variant` (``paths``) with the replication's default REFINE fits on the
-    same seeds (paired) and with the best baseline chosen on seeds 0-4; write ``results/{stem}.{md,csv}``."""
+def variant_report(paths: list[str], label: str, stem: str, title: str, change: str,
+                   default_paths: list[str] | None = None) -> None:
+    """Compare the runs of :func:`run_refine_variant` (``paths``) with the replication's default REFINE fits on its
+    seeds (paired) and with the best baseline chosen on seeds 0-4; the variant's runs on other seeds (0-4) are
+    paired with ``default_paths``, the package's selection re-run on them (``--package-default``: the committed fits
+    of seeds 0-4 ran on another machine). Writes ``results/{stem}.{md,csv}``."""
     shown = label.removeprefix("refine_")
     variant = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     new = pd.read_csv(RESULTS / "spatial_seed_replication-runs.csv")
     committed = pd.read_csv(RESULTS / "spatial_annotation-runs.csv")
-    seeds = sorted(set(variant.seed))
+    seeds = sorted(set(variant.seed) & set(new.seed))
+    other_seeds = sorted(set(variant.seed) - set(new.seed))
     new = new[new.seed.isin(seeds)]
-    default = new[new.method.str.startswith("refine[")]
     as_refine = variant.assign(method=variant.method.str.replace(f"{label}[", "refine[", regex=False))
+    default = new[new.method.str.startswith("refine[")]
+    if default_paths:
+        rerun = pd.concat([pd.read_csv(p) for p in default_paths], ignore_index=True)
+        rerun = rerun.assign(method=rerun.method.str.replace("refine_default[", "refine[", regex=False))
+        default = pd.concat([default, rerun[~rerun.seed.isin(seeds)]], ignore_index=True)
     paired = as_refine.merge(default, on=["task", "n", "seed", "method"], suffixes=("_variant", "_default"))
     paired["diff"] = paired.macro_f1_variant - paired.macro_f1_default
+    paired["rep"] = paired.method.str.extract(r"\[(.*)\]", expand=False)
     lines = [
         f"# {title} (diagnostic)", "",
         f"`python benchmarks/{stem}.py` per task, then `--report` ({platform.machine()}, {os.cpu_count()} cores, "
@@ -117,26 +128,68 @@ def variant_report(paths: list[str], label: str, stem: str, title: str, change: 
     ]
     baselines = new[~new.method.str.startswith("refine")]
     held_default = held_out_comparison(committed, new).set_index(["task", "n", "rep"])
-    held_variant = held_out_comparison(committed, pd.concat([baselines, as_refine], ignore_index=True))
+    held_variant = held_out_comparison(committed, pd.concat([baselines, as_refine[as_refine.seed.isin(seeds)]],
+                                                            ignore_index=True))
     held_variant = held_variant.set_index(["task", "n", "rep"])
-    paired["rep"] = paired.method.str.extract(r"\[(.*)\]", expand=False)
-    for (task, n, rep), part in paired.groupby(["task", "n", "rep"], sort=False):
+    on_new = paired[paired.seed.isin(seeds)]
+    for (task, n, rep), part in on_new.groupby(["task", "n", "rep"], sort=False):
         d = part["diff"]
-        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
         h = held_variant.loc[(task, n, rep)]
         lines.append(f"| {task} | {n} | {rep} | {part.macro_f1_default.mean():.4f} | "
-                     f"{part.macro_f1_variant.mean():.4f} | {d.mean():+.4f} ± {se:.4f} | "
+                     f"{part.macro_f1_variant.mean():.4f} | {d.mean():+.4f} ± {_se(d):.4f} | "
                      f"{h['diff']:+.4f} ± {h['se']:.4f}{' **below**' if h['below'] else ''} |")
-    by_setting = paired.groupby(["task", "n", "rep"])["diff"].mean()
-    lines += ["", f"Over {len(by_setting)} settings: {shown} - default {by_setting.mean():+.4f} on average (higher "
-              f"by more than 0.002 in {(by_setting > 0.002).sum()}, lower in {(by_setting < -0.002).sum()}).", ""]
+    lines += ["", _paired_line(on_new, shown), ""]
     for name, held in (("default", held_default.loc[held_variant.index]), (shown, held_variant)):
         d = held["diff"]
         lines.append(f"- {name} vs the best baseline chosen on seeds 0-4: {d.mean():+.4f} on average, level or ahead "
                      f"in {(d >= -0.002).sum()} of {len(d)}, below by more than two paired SE in "
                      f"{int(held.below.sum())}.")
+    on_other = paired[paired.seed.isin(other_seeds)]
+    if len(on_other):
+        lines += ["", f"## Seeds {', '.join(map(str, other_seeds))}: paired with the package's selection re-run on "
+                  "this machine (`--package-default`)", "",
+                  f"| task | n | rep | default | {shown} | diff ± SE |", "|---|---|---|---|---|---|"]
+        for (task, n, rep), part in on_other.groupby(["task", "n", "rep"], sort=False):
+            lines.append(f"| {task} | {n} | {rep} | {part.macro_f1_default.mean():.4f} | "
+                         f"{part.macro_f1_variant.mean():.4f} | {part['diff'].mean():+.4f} ± {_se(part['diff']):.4f} |")
+        lines += ["", _paired_line(on_other, shown)]
     variant.to_csv(RESULTS / f"{stem}.csv", index=False)
+    if default_paths:
+        rerun.assign(method=rerun.method.str.replace("refine[", "refine_default[", regex=False)).to_csv(
+            RESULTS / f"{stem}-package_default.csv", index=False)
     write_report(RESULTS / f"{stem}.md", lines)
+
+
+def _se(values: pd.Series) -> float:
+    return values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+
+
+def _paired_line(paired: pd.DataFrame, shown: str) -> str:
+    by_setting = paired.groupby(["task", "n", "rep"])["diff"].mean()
+    return (f"Over {len(by_setting)} settings: {shown} - default {by_setting.mean():+.4f} on average (higher by more "
+            f"than 0.002 in {(by_setting > 0.002).sum()}, lower in {(by_setting < -0.002).sum()}).")
+
+
+def variant_main(argv: list[str] | None, doc: str, stem: str, label: str, rule: Callable, title: str,
+                 change: str) -> None:
+    """Command line of a selection-rule diagnostic: ``--task/--n/--seeds --out`` runs the variant (with
+    ``--package-default``: the package's selection unchanged, to pair with on seeds that have no replication fits),
+    ``--report RUNS [--default-runs RUNS]`` writes the report."""
+    parser = per_task_cli(doc, ["encoder", "pca"])
+    parser.add_argument("--package-default", action="store_true",
+                        help="run the package's selection unchanged (method refine_default[rep])")
+    parser.add_argument("--default-runs", nargs="+", default=None,
+                        help="--package-default runs to pair the variant's runs of seeds 0-4 with")
+    args = parser.parse_args(argv)
+
+    def run(a):
+        if a.package_default:
+            return run_refine_variant(a.task, a.n, a.rep, a.seeds, lambda _a, _f, _v, weights: weights,
+                                      "refine_default")
+        return run_refine_variant(a.task, a.n, a.rep, a.seeds, rule, label)
+
+    run_task_or_report(parser, args, stem, run,
+                       lambda paths: variant_report(paths, label, stem, title, change, args.default_runs))
 
 
 def _claim_line(name: str, claims: pd.DataFrame) -> str:

@@ -636,3 +636,21 @@ def test_weighted_selection_weighs_each_cells_loss_by_its_class(monkeypatch):
     labels = rng.integers(0, 3, size=40)
     np.testing.assert_array_equal(module.weighted_greedy_weights(probas, labels, np.ones(40)),
                                   greedy_ensemble_weights(probas, labels, rounds=10))
+
+
+def test_bagged_selection_averages_the_choices_of_bootstrap_samples(monkeypatch):
+    """benchmarks/diagnose_bagged_selection.py: a fit better on every cell wins every bag; otherwise the weights
+    are a reproducible mean of bag choices (multiples of 1 / (bags * rounds)) summing to 1."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    module = _load_benchmark("diagnose_bagged_selection")
+    codes = np.array([0, 1, 0, 1, 1])
+    better = np.array([[0.8, 0.2], [0.3, 0.7], [0.9, 0.1], [0.2, 0.8], [0.4, 0.6]])
+    worse = np.array([[0.6, 0.4], [0.5, 0.5], [0.7, 0.3], [0.4, 0.6], [0.5, 0.5]])  # lower p(true) on every cell
+    # the mixture of the two is worse than `better` alone on every cell, so no round of any bag adds `worse`
+    assert list(module.bagged_weights([worse, better], codes, bags=7)) == [0.0, 1.0]
+    rng = np.random.default_rng(1)
+    probas = [rng.dirichlet(np.ones(3), size=30) for _ in range(3)]
+    labels = rng.integers(0, 3, size=30)
+    weights = module.bagged_weights(probas, labels, bags=4, rounds=5, random_state=3)
+    assert weights.sum() == pytest.approx(1.0) and np.allclose(weights * 20, np.round(weights * 20))
+    np.testing.assert_array_equal(weights, module.bagged_weights(probas, labels, bags=4, rounds=5, random_state=3))
