@@ -154,7 +154,7 @@ def variant_report(paths: list[str], label: str, stem: str, title: str, change: 
                          f"{part.macro_f1_variant.mean():.4f} | {part['diff'].mean():+.4f} ± {_se(part['diff']):.4f} |")
         lines += ["", _paired_line(on_other, shown)]
     variant.to_csv(RESULTS / f"{stem}.csv", index=False)
-    if default_paths:
+    if default_paths and all(Path(p).resolve().parent != RESULTS.resolve() for p in default_paths):  # not yet kept
         rerun.assign(method=rerun.method.str.replace("refine[", "refine_default[", regex=False)).to_csv(
             RESULTS / f"{stem}-package_default.csv", index=False)
     write_report(RESULTS / f"{stem}.md", lines)
