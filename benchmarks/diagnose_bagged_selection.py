@@ -9,10 +9,13 @@ samples of the validation cells (seeded by the training ``random_state``), the m
 
 It trains the default REFINE with the rule on seeds 5-9 (same labelled and test cells as
 ``spatial_seed_replication.md``) and compares, on those seeds, with the replication's default REFINE fits and with
-the best baseline chosen on seeds 0-4.
+the best baseline chosen on seeds 0-4; its runs on seeds 0-4 are paired with the package's selection re-run on
+the same machine (``--package-default``; the committed fits of those seeds ran on another one).
 
     python benchmarks/diagnose_bagged_selection.py --task osmfish-cluster --n 100 300 --seeds 5 6 7 8 9 --out part.csv
-    python benchmarks/diagnose_bagged_selection.py --report part.csv ...
+    python benchmarks/diagnose_bagged_selection.py --task osmfish-cluster --n 100 300 --seeds 0 1 2 3 4 --out part0.csv
+    python benchmarks/diagnose_bagged_selection.py --task osmfish-cluster --n 100 300 --seeds 0 1 2 3 4 --package-default --out d0.csv
+    python benchmarks/diagnose_bagged_selection.py --report part.csv part0.csv ... --default-runs d0.csv ...
     # -> benchmarks/results/diagnose_bagged_selection.{md,csv}
 """
 
