@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
-from spatial_annotation import RESULTS, _sample_labelled, load_settings, train_and_predict
+from spatial_annotation import RESULTS, _sample_labelled, load_settings, standard_error, train_and_predict
 
 WEIGHTS = {"unweighted": None, "balanced": "balanced"}
 
@@ -87,7 +87,7 @@ def write_report(table: pd.DataFrame, seconds: float, argv: list[str] | None) ->
         refine = " / ".join(f"{means.get(f'refine[{rep}]', np.nan):.3f}" for rep in ("pca", "encoder"))
         baselines = means[[m for m in means.index if not m.startswith("refine")]]
         best = f"{baselines.idxmax()} {baselines.max():.3f}" if len(baselines) else "-"
-        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        se = standard_error(d)
         lines.append(f"| {task} | {n} | {f1['unweighted'].mean():.3f} | {f1['balanced'].mean():.3f} | "
                      f"{d.mean():+.3f} +- {se:.3f} | {acc:+.3f} | {lower} / {len(d)} | {refine} | {best} |")
     lines += ["", f"Mean macro-F1 difference over the {len(diffs)} settings: {np.mean(diffs):+.4f} "

@@ -37,6 +37,7 @@ from spatial_annotation import (
     load_settings,
     per_task_cli,
     run_task_or_report,
+    standard_error,
     train_and_predict,
     write_report,
 )
@@ -96,7 +97,7 @@ def report(paths: list[str]) -> None:
     diffs = []
     for (task, n, rep), part in wide.groupby(level=[0, 1, 2], sort=False):
         d = (part["cv"] - part["split"]).dropna()
-        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        se = standard_error(d)
         diffs.append(d.mean())
         lines.append(f"| {task} | {n} | {rep} | {len(d)} | {part['split'].mean():.4f} | {part['cv'].mean():.4f} | "
                      f"{d.mean():+.4f} ± {se:.4f} |")

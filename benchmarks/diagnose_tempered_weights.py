@@ -39,6 +39,7 @@ from spatial_annotation import (
     load_settings,
     per_task_cli,
     run_task_or_report,
+    standard_error,
     train_and_predict,
 )
 
@@ -114,7 +115,7 @@ def report(paths: list[str]) -> None:
                 cells.append("-")
                 continue
             diff = (scores - balanced).dropna()
-            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+            se = standard_error(diff)
             cells.append(f"{scores.mean():.4f} ({diff.mean():+.4f} ± {se:.4f})")
         diff_u = (unweighted - balanced).dropna()
         cells_u = f"{unweighted.mean():.4f} ({diff_u.mean():+.4f})"

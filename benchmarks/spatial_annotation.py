@@ -316,6 +316,11 @@ def run_task_or_report(parser: argparse.ArgumentParser, args: argparse.Namespace
     run(args).to_csv(args.out or RESULTS / f"{stem}-{args.task}.csv", index=False)
 
 
+def standard_error(values) -> float:
+    """Standard error of the mean of ``values`` (sample std, ``ddof=1``); NaN for fewer than two."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
 def write_report(path: Path, lines: list[str], reading: str = "\n### Reading") -> None:
     """Write a generated report, keeping the hand-written part of the existing one (from the ``reading``
     heading on), and print it."""
@@ -413,9 +418,9 @@ def claim_check(runs: pd.DataFrame) -> pd.DataFrame:
             reference = max(candidates, key=lambda m: means[m])
             best = max((m for m in baselines if m in per_seed), key=lambda m: means[m])
             diff = per_seed[refine] - per_seed[reference]
-            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.nan
+            se = standard_error(diff)
             to_best = per_seed[refine] - per_seed[best]
-            best_se = to_best.std(ddof=1) / np.sqrt(len(to_best)) if len(to_best) > 1 else np.nan
+            best_se = standard_error(to_best)
             rows.append({
                 "task": task, "n": n, "rep": rep, "refine": means[refine],
                 "better_of_gnn_probe": reference, "its_f1": means[reference],

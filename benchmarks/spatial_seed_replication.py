@@ -35,6 +35,7 @@ from spatial_annotation import (
     load_settings,
     per_task_cli,
     run_task_or_report,
+    standard_error,
     train_and_predict,
     write_report,
 )
@@ -55,7 +56,7 @@ def held_out_comparison(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFra
             continue
         pair = f1.loc[(r.task, r.n), [refine, r.best_baseline]].dropna()
         diff = pair[refine] - pair[r.best_baseline]
-        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.nan
+        se = standard_error(diff)
         rows.append({"task": r.task, "n": r.n, "rep": r.rep, "baseline": r.best_baseline, "seeds": len(diff),
                      "refine": pair[refine].mean(), "baseline_f1": pair[r.best_baseline].mean(),
                      "diff": diff.mean(), "se": se, "below": bool(diff.mean() < -2 * se) if np.isfinite(se) else None})
@@ -136,7 +137,7 @@ def variant_report(paths: list[str], label: str, stem: str, title: str, change: 
         d = part["diff"]
         h = held_variant.loc[(task, n, rep)]
         lines.append(f"| {task} | {n} | {rep} | {part.macro_f1_default.mean():.4f} | "
-                     f"{part.macro_f1_variant.mean():.4f} | {d.mean():+.4f} ± {_se(d):.4f} | "
+                     f"{part.macro_f1_variant.mean():.4f} | {d.mean():+.4f} ± {standard_error(d):.4f} | "
                      f"{h['diff']:+.4f} ± {h['se']:.4f}{' **below**' if h['below'] else ''} |")
     lines += ["", _paired_line(on_new, shown), ""]
     for name, held in (("default", held_default.loc[held_variant.index]), (shown, held_variant)):
@@ -151,17 +152,13 @@ def variant_report(paths: list[str], label: str, stem: str, title: str, change: 
                   f"| task | n | rep | default | {shown} | diff ± SE |", "|---|---|---|---|---|---|"]
         for (task, n, rep), part in on_other.groupby(["task", "n", "rep"], sort=False):
             lines.append(f"| {task} | {n} | {rep} | {part.macro_f1_default.mean():.4f} | "
-                         f"{part.macro_f1_variant.mean():.4f} | {part['diff'].mean():+.4f} ± {_se(part['diff']):.4f} |")
+                         f"{part.macro_f1_variant.mean():.4f} | {part['diff'].mean():+.4f} ± {standard_error(part['diff']):.4f} |")
         lines += ["", _paired_line(on_other, shown)]
     variant.to_csv(RESULTS / f"{stem}.csv", index=False)
     if default_paths and all(Path(p).resolve().parent != RESULTS.resolve() for p in default_paths):  # not yet kept
         rerun.assign(method=rerun.method.str.replace("refine[", "refine_default[", regex=False)).to_csv(
             RESULTS / f"{stem}-package_default.csv", index=False)
     write_report(RESULTS / f"{stem}.md", lines)
-
-
-def _se(values: pd.Series) -> float:
-    return values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
 
 
 def _paired_line(paired: pd.DataFrame, shown: str) -> str:

@@ -654,3 +654,15 @@ def test_bagged_selection_averages_the_choices_of_bootstrap_samples(monkeypatch)
     weights = module.bagged_weights(probas, labels, bags=4, rounds=5, random_state=3)
     assert weights.sum() == pytest.approx(1.0) and np.allclose(weights * 20, np.round(weights * 20))
     np.testing.assert_array_equal(weights, module.bagged_weights(probas, labels, bags=4, rounds=5, random_state=3))
+
+
+def test_standard_error_of_paired_differences(monkeypatch):
+    """benchmarks/spatial_annotation.py: std (ddof=1) / sqrt(n) by hand; NaN below two values."""
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    module = _load_benchmark("spatial_annotation")
+    # 1, 2, 3: sample variance ((1)^2 + 0 + 1^2) / 2 = 1 -> SE 1 / sqrt(3)
+    assert module.standard_error(pd.Series([1.0, 2.0, 3.0])) == pytest.approx(1 / 3**0.5)
+    assert module.standard_error(np.array([1.0, 2.0, 3.0])) == pytest.approx(1 / 3**0.5)
+    assert np.isnan(module.standard_error(pd.Series([0.5])))
