@@ -15,7 +15,11 @@ the same machine (``--package-default``; the committed fits of those seeds ran o
     python benchmarks/diagnose_bagged_selection.py --task osmfish-cluster --n 100 300 --seeds 5 6 7 8 9 --out part.csv
     python benchmarks/diagnose_bagged_selection.py --task osmfish-cluster --n 100 300 --seeds 0 1 2 3 4 --out part0.csv
     python benchmarks/diagnose_bagged_selection.py --task osmfish-cluster --n 100 300 --seeds 0 1 2 3 4 --package-default --out d0.csv
-    python benchmarks/diagnose_bagged_selection.py --report part.csv part0.csv ... --default-runs d0.csv ...
+    python benchmarks/diagnose_bagged_selection.py --report part.csv part0.csv ... --default-runs d0.csv ... \\
+        --replication-runs replication-before.csv --committed-runs committed-before.csv
+    # the committed report compared with the runs as they were before `refit=True` became the default:
+    # git show 2105a27:benchmarks/results/spatial_seed_replication-runs.csv > replication-before.csv
+    # git show 2105a27:benchmarks/results/spatial_annotation-runs.csv > committed-before.csv
     # -> benchmarks/results/diagnose_bagged_selection.{md,csv}
 """
 

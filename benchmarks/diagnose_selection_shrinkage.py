@@ -13,7 +13,11 @@ compares, on those seeds, with the replication's default REFINE fits and with th
 seeds 0-4 (``spatial_seed_replication.held_out_comparison``).
 
     python benchmarks/diagnose_selection_shrinkage.py --task osmfish-cluster --n 100 300 --seeds 5 6 7 8 9 --out part.csv
-    python benchmarks/diagnose_selection_shrinkage.py --report part.csv ...
+    python benchmarks/diagnose_selection_shrinkage.py --report part.csv ... \\
+        --replication-runs replication-before.csv --committed-runs committed-before.csv
+    # the committed report compared with the runs as they were before `refit=True` became the default:
+    # git show 2105a27:benchmarks/results/spatial_seed_replication-runs.csv > replication-before.csv
+    # git show 2105a27:benchmarks/results/spatial_annotation-runs.csv > committed-before.csv
     # -> benchmarks/results/diagnose_selection_shrinkage.{md,csv}
 """
 

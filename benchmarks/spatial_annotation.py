@@ -270,9 +270,10 @@ def _scanvi_predict(setting: Setting, train_labels: np.ndarray, seed: int) -> np
     return predicted[setting.reference.n_obs:] if setting.query is not None else predicted
 
 
-def train_and_predict(setting: Setting, labelled: np.ndarray, seed: int, *, class_weight=None, **options):
-    """A :class:`~spatial_refine.RefineAnnotator` (``options``: its constructor's) trained on the ``labelled``
-    reference cells; returns it, its predicted labels of the test cells (the query slice, or the reference's
+def train_and_predict(setting: Setting, labelled: np.ndarray, seed: int, *, class_weight=None,
+                      train_options: dict | None = None, **options):
+    """A :class:`~spatial_refine.RefineAnnotator` (``options``: its constructor's; ``train_options``: more of
+    ``train``'s) trained on the ``labelled`` reference cells; returns it, its predicted labels of the test cells (the query slice, or the reference's
     other cells) and their true labels."""
     reference = setting.reference
     truth = reference.obs[setting.labels_key].astype(str).to_numpy()
@@ -281,7 +282,7 @@ def train_and_predict(setting: Setting, labelled: np.ndarray, seed: int, *, clas
     reference.obs["_train_labels"] = pd.Categorical(train_labels)
     try:
         model = sr.RefineAnnotator(reference, "_train_labels", **options)
-        model.train(random_state=seed, class_weight=class_weight)
+        model.train(random_state=seed, class_weight=class_weight, **(train_options or {}))
     finally:
         del reference.obs["_train_labels"]
     if setting.query is not None:

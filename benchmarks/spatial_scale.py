@@ -12,8 +12,10 @@ For each size, in a fresh subprocess (so peak memory is that run's alone):
    (a label that needs the neighbourhood), 10% of the cells labelled (capped), for a FIXED number of
    epochs with no early stopping (``patience = max_epochs``): the point is the cost of an epoch, not the
    best model. REFINE's default start choice (``start="auto"``) trains a linear probe, a from-scratch
-   model and two REFINE runs of that many epochs each, all included in the time (with a validation pass
-   per epoch); for SIGN the hop aggregation (sparse products) is included too;
+   model and two REFINE runs of that many epochs each, then (``refit=True``, the default since 2026-12-03)
+   trains the kept run again on every labelled cell, its start too, for the epochs it kept, all included in
+   the time (with a validation pass per epoch of the first four); for SIGN the hop aggregation (sparse
+   products) is included too;
 5. ``predict``: class probabilities of every cell, and accuracy on the unlabelled cells.
 
 Each run is ``SIZE:ENCODER:BATCH``. ``ENCODER`` is ``sign`` (the default residual encoder: rows of
@@ -250,7 +252,10 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
         f"(2 hops, hidden 64; encoder SIGN = the default, or GraphSAGE) on `niche`, {info['label_fraction']:.0%} of "
         f"cells labelled (cap {info['label_cap']:,}; 80/20 train/validation), {info['epochs']} epochs with no early "
         "stopping for each of the four runs of the default start choice (linear probe, from-scratch model, and "
-        "REFINE from each), validation every epoch, then predict every cell; losses weighted with the default "
+        "REFINE from each), validation every epoch, "
+        + ("then the kept run and its start trained again on all labelled cells for the epochs they kept (the "
+           "default `refit=True`), " if info.get("refit") is True else "")
+        + "then predict every cell; losses weighted with the default "
         f"`class_weight=\"{info.get('class_weight', 'balanced')}\"`. Encoder `linear` (where run): the "
         "linear SIGN residual (`hidden=None`, 2 hops), a logistic regression solved by L-BFGS on the split, then refitted on all labelled cells, no epochs; the "
         "default `hidden=\"auto\"` (encoder `auto`) fits it, the same regression on the hop features alone and on the frozen "
@@ -371,6 +376,7 @@ def main() -> None:
         "label_fraction": args.label_fraction,
         "label_cap": args.label_cap,
         "class_weight": inspect.signature(sr.RefineAnnotator.train).parameters["class_weight"].default,
+        "refit": inspect.signature(sr.RefineAnnotator.train).parameters["refit"].default,
     }
     write_results(rows, info, args.stem)
     keys = ["n_cells", "encoder", "batch", "regime", *[f"time_{p}_s" for p in PHASES], "peak_rss_gib", "unlabelled_accuracy"]

@@ -63,12 +63,14 @@ def held_out_comparison(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def run_refine_variant(task: str, ns: list[int], reps: list[str], seeds: list[int], rule: Callable,
-                       label: str) -> pd.DataFrame:
-    """The default REFINE with one change to its ensemble selection: ``rule(annotator, fits, val_pos, weights)``
-    returns the weights to use, ``weights`` being those of the package's selection. Same labelled and test cells as
+def run_refine_variant(task: str, ns: list[int], reps: list[str], seeds: list[int], rule: Callable | None,
+                       label: str, train_options: dict | None = None) -> pd.DataFrame:
+    """The default REFINE with one change: to its ensemble selection, ``rule(annotator, fits, val_pos, weights)``
+    returning the weights to use, ``weights`` being those of the package's selection (``None``: unchanged), and/or
+    to its training options (``train_options``, given to ``train``). Same labelled and test cells as
     ``spatial_annotation.py`` for these seeds; one row per fit, method ``{label}[{rep}]``. The package is unchanged
     (the rule wraps :meth:`RefineAnnotator._ensemble_weights` while this runs)."""
+    rule = rule or (lambda _annotator, _fits, _val_pos, weights: weights)
     _pin_torch_threads()
     setting = load_settings(tasks=[task])[0][0]
     original = RefineAnnotator._ensemble_weights
@@ -84,7 +86,7 @@ def run_refine_variant(task: str, ns: list[int], reps: list[str], seeds: list[in
                 _pin_torch_threads()
                 start = time.perf_counter()
                 model, y_pred, y_true = train_and_predict(setting, labelled, seed, class_weight="effective",
-                                                          rep_key=REP_KEYS[rep])
+                                                          train_options=train_options, rep_key=REP_KEYS[rep])
                 rows.append({"task": task, "n": n, "seed": seed, "method": f"{label}[{rep}]",
                              "macro_f1": f1_score(y_true, y_pred, average="macro"),
                              "accuracy": accuracy_score(y_true, y_pred),
@@ -97,15 +99,18 @@ def run_refine_variant(task: str, ns: list[int], reps: list[str], seeds: list[in
 
 
 def variant_report(paths: list[str], label: str, stem: str, title: str, change: str,
-                   default_paths: list[str] | None = None) -> None:
+                   default_paths: list[str] | None = None, replication: str | Path | None = None,
+                   committed: str | Path | None = None) -> None:
     """Compare the runs of :func:`run_refine_variant` (``paths``) with the replication's default REFINE fits on its
     seeds (paired) and with the best baseline chosen on seeds 0-4; the variant's runs on other seeds (0-4) are
     paired with ``default_paths``, the package's selection re-run on them (``--package-default``: the committed fits
-    of seeds 0-4 ran on another machine). Writes ``results/{stem}.{md,csv}``."""
+    of seeds 0-4 ran on another machine). ``replication`` / ``committed``: the runs files of the replication and of
+    the benchmark (default: the current ones in ``results/``; a report written before a change of the default
+    reads them as they were then). Writes ``results/{stem}.{md,csv}``."""
     shown = label.removeprefix("refine_")
     variant = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    new = pd.read_csv(RESULTS / "spatial_seed_replication-runs.csv")
-    committed = pd.read_csv(RESULTS / "spatial_annotation-runs.csv")
+    new = pd.read_csv(replication or RESULTS / "spatial_seed_replication-runs.csv")
+    committed = pd.read_csv(committed or RESULTS / "spatial_annotation-runs.csv")
     seeds = sorted(set(variant.seed) & set(new.seed))
     other_seeds = sorted(set(variant.seed) - set(new.seed))
     new = new[new.seed.isin(seeds)]
@@ -167,26 +172,31 @@ def _paired_line(paired: pd.DataFrame, shown: str) -> str:
             f"than 0.002 in {(by_setting > 0.002).sum()}, lower in {(by_setting < -0.002).sum()}).")
 
 
-def variant_main(argv: list[str] | None, doc: str, stem: str, label: str, rule: Callable, title: str,
-                 change: str) -> None:
-    """Command line of a selection-rule diagnostic: ``--task/--n/--seeds --out`` runs the variant (with
-    ``--package-default``: the package's selection unchanged, to pair with on seeds that have no replication fits),
-    ``--report RUNS [--default-runs RUNS]`` writes the report."""
+def variant_main(argv: list[str] | None, doc: str, stem: str, label: str, rule: Callable | None, title: str,
+                 change: str, train_options: dict | None = None, reference_options: dict | None = None) -> None:
+    """Command line of a one-change diagnostic (see :func:`run_refine_variant`): ``--task/--n/--seeds --out`` runs
+    the variant (with ``--package-default``: the package's default unchanged, or with ``reference_options`` given to
+    ``train``, to pair with on seeds that have no replication fits), ``--report RUNS [--default-runs RUNS]
+    [--replication-runs CSV] [--committed-runs CSV]`` writes the report."""
     parser = per_task_cli(doc, ["encoder", "pca"])
     parser.add_argument("--package-default", action="store_true",
                         help="run the package's selection unchanged (method refine_default[rep])")
     parser.add_argument("--default-runs", nargs="+", default=None,
                         help="--package-default runs to pair the variant's runs of seeds 0-4 with")
+    parser.add_argument("--replication-runs", default=None,
+                        help="the replication's runs file to compare with (default: the current one in results/)")
+    parser.add_argument("--committed-runs", default=None,
+                        help="the benchmark's runs file to compare with (default: the current one in results/)")
     args = parser.parse_args(argv)
 
     def run(a):
         if a.package_default:
-            return run_refine_variant(a.task, a.n, a.rep, a.seeds, lambda _a, _f, _v, weights: weights,
-                                      "refine_default")
-        return run_refine_variant(a.task, a.n, a.rep, a.seeds, rule, label)
+            return run_refine_variant(a.task, a.n, a.rep, a.seeds, None, "refine_default", reference_options)
+        return run_refine_variant(a.task, a.n, a.rep, a.seeds, rule, label, train_options)
 
     run_task_or_report(parser, args, stem, run,
-                       lambda paths: variant_report(paths, label, stem, title, change, args.default_runs))
+                       lambda paths: variant_report(paths, label, stem, title, change, args.default_runs,
+                                                    args.replication_runs, args.committed_runs))
 
 
 def _claim_line(name: str, claims: pd.DataFrame) -> str:

@@ -16,6 +16,7 @@ from torch import nn
 from spatial_refine.encoders import MLPEncoder
 from spatial_refine.refine import (
     FrozenSource,
+    History,
     RefineClassifier,
     RefineRegressor,
     TensorBatches,
@@ -215,6 +216,58 @@ def test_a_warm_start_never_ends_worse_on_validation_than_where_it_began(start):
     assert history.best_val_loss <= history.initial_val_loss
     if start == "residual":
         assert history.initial_val_loss == pytest.approx(history.warm_start.best_val_loss, rel=1e-5)
+
+
+def _early_stopped_and_replayed(strategy: str, start: str | None):
+    """The same model trained twice on the same rows: early-stopped on a validation set, then without validation
+    replaying that run's history."""
+    train, val = _tiny_refine_data(0, n=80), _tiny_refine_data(1, n=80, rule=lambda X, F: X[:, 1] > 0)
+    config = TrainConfig(max_epochs=60, lr=0.05, patience=5, random_state=3)
+    models = []
+    for _ in range(2):
+        with seeded(0):
+            options = {"start": start} if start else {}
+            models.append(build_strategy(strategy, n_outputs=2, encoder=MLPEncoder(N_IN, (8,), dropout=0.2),
+                                         feature_dim=N_FEAT, **options))
+        models[-1].fit_feature_statistics(train.tensors["features"])
+    history = fit(models[0], train, val, config=config)
+    replayed = fit(models[1], train, None, config=config, replay=history)
+    return models, history, replayed
+
+
+@pytest.mark.parametrize(("strategy", "start"), [("notrans", None), ("refine", "probe"), ("refine", "residual")])
+def test_replay_without_validation_reproduces_the_early_stopped_weights(strategy, start):
+    # validation (its labels follow another rule) only chooses where to stop: training draws no random number
+    # from it, so the same rows, seed and epochs give the very weights the early-stopped run restored
+    models, history, replayed = _early_stopped_and_replayed(strategy, start)
+    assert history.stopped_early and history.best_epoch < len(history.train_loss) - 1  # the replay truncates
+    assert len(replayed.train_loss) == history.best_epoch + 1 and replayed.val_loss == []
+    assert replayed.start == history.start
+    if history.warm_start is not None:  # the warm start too ran for the epochs its early-stopped run kept
+        assert len(replayed.warm_start.train_loss) == history.warm_start.best_epoch + 1
+    for (name, kept), (_, again) in zip(models[0].state_dict().items(), models[1].state_dict().items(), strict=True):
+        torch.testing.assert_close(again, kept, rtol=0, atol=0, msg=name)
+
+
+def test_replay_of_a_kept_start_trains_no_epoch_after_it():
+    history = History(start="cold", best_epoch=-1)
+    model = build_strategy("notrans", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)))
+    before = copy.deepcopy(model.state_dict())
+    replayed = fit(model, _tiny_refine_data(0), None, replay=history)
+    assert replayed.train_loss == [] and replayed.best_epoch == -1
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0)
+
+
+def test_replay_refuses_validation_and_a_warm_start_it_cannot_rebuild():
+    train = _tiny_refine_data(0)
+    model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT)
+    model.fit_feature_statistics(train.tensors["features"])
+    with pytest.raises(ValueError, match="pass val=None"):
+        fit(model, train, train, replay=History(best_epoch=2))
+    for start in ("probe", "residual"):
+        with pytest.raises(ValueError, match=f"started from the {start} needs the history"):
+            fit(model, train, None, replay=History(start=start, best_epoch=2))
 
 
 def test_residual_start_copies_the_scratch_model_and_zeroes_the_frozen_block():

@@ -190,10 +190,11 @@ def _logreg_proba(features, labels, fit_cells, cells, class_weight):
     return clf.predict_proba(scaler.transform(features[cells]))
 
 
-def _halves_network(adata, val, random_state, monkeypatch):
+def _halves_network(adata, val, random_state, monkeypatch, refit="linear"):
     """The cross-fitted network rebuilt from public pieces: two ``hidden=64`` networks trained on the labelled
     cells outside ``val``, each validated (early stopping, depth, start) on one random half of ``val`` (obs
-    positions, sorted); returns both and the validation probabilities, each half scored by the other's network."""
+    positions, sorted); returns both and the validation probabilities, each half scored by the other's network
+    (meaningful with ``refit="linear"``: networks not trained again on every labelled cell)."""
     import spatial_refine.annotator as annotator_module
 
     labelled = np.flatnonzero(adata.obs["train_label"].notna())
@@ -205,7 +206,7 @@ def _halves_network(adata, val, random_state, monkeypatch):
     for chooser, scored in (halves, halves[::-1]):
         monkeypatch.setattr(annotator_module, "_stratified_split", lambda *a, c=chooser, **k: (train_pos, val_pos[c]))
         network = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=64)
-        networks.append(network.train(max_epochs=40, random_state=random_state))
+        networks.append(network.train(max_epochs=40, random_state=random_state, refit=refit))
         np.testing.assert_array_equal(network.validation_indices_, np.sort(val[chooser]))
         val_proba[scored] = network.predict().to_numpy()[val[scored]]
     monkeypatch.undo()
@@ -251,9 +252,10 @@ def test_auto_width_weights_refine_fits_by_ensemble_selection(tmp_path, monkeypa
     # validation metrics: those of the weighted mean of the models fitted on the split, on cells none saw
     mean = sum(w * p for w, p in zip(weights, val_probas, strict=True))
     assert auto.metrics_["val_loss"] == pytest.approx(-np.log(mean[np.arange(len(val)), codes]).mean(), abs=1e-4)
-    # predictions: the weighted mean of the network (its two runs' mean) and of the logistic regressions
-    # refitted on every label
+    # predictions: the weighted mean of the network (its two runs' mean) and of the logistic regressions, each
+    # fitted again on every label (a network run: the same split run, then trained again as it chose)
     everything = np.arange(adata.n_obs)
+    networks = _halves_network(adata, auto.validation_indices_, 0, monkeypatch, refit=True)[0]
     final = [(networks[0].predict().to_numpy() + networks[1].predict().to_numpy()) / 2]
     final += [_logreg_proba(x, labels, labelled, everything, class_weight) for x in inputs.values()]
     expected = sum(w * p for w, p in zip(weights, final, strict=True))
@@ -371,7 +373,7 @@ def test_refine_residual_start_is_exactly_the_gnn_baseline_model():
     # (validation losses as early stopping measures them: class-weighted, plain with None)
     for class_weight in ("effective", "balanced", None):
         gnn = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn", n_layers=1)
-        gnn.train(max_epochs=40, class_weight=class_weight)
+        gnn.train(max_epochs=40, class_weight=class_weight, refit="linear")  # predicts with the split's model
         refine = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=64)
         refine.train(max_epochs=40, class_weight=class_weight)
         residual_start = refine.metrics_["n_layers_tried"][1]
@@ -398,6 +400,33 @@ def test_refine_residual_start_is_exactly_the_gnn_baseline_model():
     refine = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=64).train(max_epochs=15)
     assert refine.metrics_["n_layers_tried"] == pytest.approx(gnn.metrics_["n_layers_tried"], rel=1e-5)
     assert refine.n_layers_ == gnn.n_layers_
+
+
+@pytest.mark.parametrize("options", [{"strategy": "gnn", "n_layers": 1}, {}])  # one network; the default ensemble
+def test_refit_trains_the_kept_networks_again_on_every_labelled_cell(tmp_path, options):
+    adata = grid_tissue()
+    hidden_cells = hide_labels(adata, 0.5)
+    labelled = np.flatnonzero(~hidden_cells)
+    split = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", **options).train(max_epochs=60, refit="linear")
+    refit = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", **options).train(max_epochs=60)
+    assert refit.train_settings_["refit"] is True and refit.metrics_["refit"]
+    np.testing.assert_array_equal(refit.train_indices_, labelled)
+    assert refit.metrics_["n_train"] == len(labelled)
+    # the choices are the split's (the same runs, the same selection): validation metrics and members agree ...
+    assert refit.metrics_["val_loss"] == split.metrics_["val_loss"]
+    assert [(m.name, m.n_layers, m.weight) for m in refit.members_] == [(m.name, m.n_layers, m.weight)
+                                                                        for m in split.members_]
+    # ... but every network was trained again on more cells
+    assert any(isinstance(m.model, torch.nn.Module) for m in split.members_)
+    for again, kept in zip(refit.members_, split.members_, strict=True):
+        if isinstance(kept.model, torch.nn.Module):
+            assert not torch.equal(next(iter(again.model.state_dict().values())),
+                                   next(iter(kept.model.state_dict().values())))
+    predicted = refit.predict()
+    labels = predicted.columns.to_numpy()[predicted.to_numpy().argmax(1)]
+    assert (labels[hidden_cells] == adata.obs["label"].to_numpy()[hidden_cells]).mean() > 0.85
+    loaded = sr.RefineAnnotator.load(refit.save(tmp_path / "model"))
+    pd.testing.assert_frame_equal(loaded.predict(adata), predicted)
 
 
 def test_many_classes_and_few_labelled_cells_still_get_a_stratified_validation_split():
@@ -714,7 +743,7 @@ def test_dict_class_weights_reach_the_networks(tmp_path):
     adata = grid_tissue()
     hide_labels(adata, 0.5)
     gnn = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy="gnn", n_layers=1)
-    gnn.train(max_epochs=10, class_weight={"niche_A": 3.0})
+    gnn.train(max_epochs=10, class_weight={"niche_A": 3.0}, refit="linear")  # predicts with the split's model
     codes = pd.Categorical(adata.obs["train_label"], categories=gnn.classes_).codes[gnn.validation_indices_]
     w = np.where(gnn.classes_ == "niche_A", 3.0, 1.0)[codes]
     proba = gnn.predict().to_numpy()[gnn.validation_indices_, codes]

@@ -165,6 +165,8 @@ def test_train_options_out_of_range_are_refused():
         model.train(batch_size=0)
     with pytest.raises(ValueError, match="class_weight must be None, 'balanced', 'effective' or a dict"):
         model.train(class_weight="foo")
+    with pytest.raises(ValueError, match="refit must be True, 'linear' or False"):
+        model.train(refit="networks")
 
 
 def test_integer_options_accept_numpy_integers_and_refuse_bools():

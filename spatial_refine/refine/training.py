@@ -292,6 +292,7 @@ def fit(
     config: TrainConfig | None = None,
     weights: torch.Tensor | None = None,
     scratch_model: TransferModel | None = None,
+    replay: History | None = None,
 ) -> History:
     """Train ``model`` in place and return its :class:`History`.
 
@@ -313,6 +314,13 @@ def fit(
         For REFINE's residual start: an already trained from-scratch model of the same residual encoder
         (e.g. the one a depth search kept), used instead of training one. Its weights are not changed (it
         is moved to the training device).
+    replay
+        The :class:`History` of an earlier run of the same model (on a validation split): train without
+        validation (``val`` must be ``None``) for the epochs that run kept, from the start it kept, its warm
+        start (the linear probe, or the residual path when no ``scratch_model`` is given) also trained for the
+        epochs it kept. For refitting on all labelled rows once early stopping has chosen the epoch counts
+        (AutoGluon's ``refit_full``). ``config.max_epochs`` should be the earlier run's: schedules that follow
+        training progress (the adversarial coefficient of DANN) then see the same values epoch by epoch.
 
     Notes
     -----
@@ -329,6 +337,14 @@ def fit(
     annotator do); otherwise the features are used as they are, with a warning.
     """
     config = config or TrainConfig()
+    if replay is not None and val is not None:
+        raise ValueError("replay trains for the epochs an earlier run kept, without validation: pass val=None.")
+    if replay is not None and replay.warm_start is None and (
+        replay.start == "probe" or (replay.start == "residual" and scratch_model is None)
+    ):
+        raise ValueError(f"replay of a run that started from the {replay.start} needs the history of that start's "
+                         "training (replay.warm_start)" + (" or the trained residual path (scratch_model)."
+                                                           if replay.start == "residual" else "."))
     scaler = getattr(model, "scaler", None)
     if scaler is not None and scaler.enabled and not scaler.fitted:
         warnings.warn(
@@ -348,8 +364,11 @@ def fit(
     if not any(len(g["params"]) for g in model.param_groups(config.lr, config.weight_decay)):
         raise ValueError(f"{type(model).__name__} has no trainable parameters.")
     start = time.perf_counter()
-    starts = model.start_candidates(val is not None) if hasattr(model, "start_candidates") else ("cold",)
-    run = _RunSettings(task, config, weights, device, amp, loss_fn, scratch_model)
+    if replay is not None:
+        starts = (replay.start,)
+    else:
+        starts = model.start_candidates(val is not None) if hasattr(model, "start_candidates") else ("cold",)
+    run = _RunSettings(task, config, weights, device, amp, loss_fn, scratch_model, replay)
     with seeded(config.random_state, device):
         initial = _trainable_state(model)
         runs = []
@@ -375,12 +394,18 @@ class _RunSettings:
     amp: bool
     loss_fn: Callable
     scratch_model: TransferModel | None = None
+    replay: History | None = None
+
+    @property
+    def warm_start_replay(self) -> History | None:
+        return None if self.replay is None else self.replay.warm_start
 
 
 def _train_from_probe(model: TransferModel, train: Batches, val: Batches | None, run: _RunSettings) -> History:
     """Fit the model's linear probe, start the model's head from it, then train the model."""
     probe = model.probe()  # initialised inside the caller's seeded block: reproducible
-    probe_history = fit(probe, train, val, task=run.task, config=run.config, weights=run.weights)
+    probe_history = fit(probe, train, val, task=run.task, config=run.config, weights=run.weights,
+                        replay=run.warm_start_replay)
     model.start_from_probe(probe)
     return _continue_from_start(model, train, val, run, "probe", probe_history)
 
@@ -391,7 +416,8 @@ def _train_from_scratch_model(model: TransferModel, train: Batches, val: Batches
         scratch, scratch_history = run.scratch_model.to(run.device), None
     else:
         scratch = model.from_scratch()
-        scratch_history = fit(scratch, train, val, task=run.task, config=run.config, weights=run.weights)
+        scratch_history = fit(scratch, train, val, task=run.task, config=run.config, weights=run.weights,
+                              replay=run.warm_start_replay)
     model.start_from_scratch(scratch)
     return _continue_from_start(model, train, val, run, "residual", scratch_history)
 
@@ -419,7 +445,8 @@ def _train_once(
     """One optimisation run from the model's current weights; restores the best epoch's weights.
 
     With ``keep_start`` (a warm start) and a validation set, the starting weights are evaluated first and
-    kept when no epoch improves on them (``best_epoch = -1``)."""
+    kept when no epoch improves on them (``best_epoch = -1``). With ``run.replay``: the first
+    ``replay.best_epoch + 1`` epochs of ``config.max_epochs`` (none when the replayed run kept its start)."""
     config, device, amp = run.config, run.device, run.amp
     history = History()
     groups = model.param_groups(config.lr, config.weight_decay)
@@ -435,7 +462,8 @@ def _train_once(
         best_loss = _evaluate(model, val, run.loss_fn, run.task, device, amp, run.weights)[0]
         best_state = _trainable_state(model)
         history.initial_val_loss = best_loss
-    epochs = tqdm(range(config.max_epochs), disable=not config.progress, desc=type(model).__name__, leave=False)
+    n_epochs = config.max_epochs if run.replay is None else min(run.replay.best_epoch + 1, config.max_epochs)
+    epochs = tqdm(range(n_epochs), disable=not config.progress, desc=type(model).__name__, leave=False)
     for epoch in epochs:
         model.train()
         running, seen = 0.0, 0
