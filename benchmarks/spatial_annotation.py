@@ -273,8 +273,8 @@ def _scanvi_predict(setting: Setting, train_labels: np.ndarray, seed: int) -> np
 def train_and_predict(setting: Setting, labelled: np.ndarray, seed: int, *, class_weight=None,
                       train_options: dict | None = None, **options):
     """A :class:`~spatial_refine.RefineAnnotator` (``options``: its constructor's; ``train_options``: more of
-    ``train``'s) trained on the ``labelled`` reference cells; returns it, its predicted labels of the test cells (the query slice, or the reference's
-    other cells) and their true labels."""
+    ``train``'s) trained on the ``labelled`` reference cells; returns it, its predicted labels of the test cells
+    (the query slice, or the reference's other cells) and their true labels."""
     reference = setting.reference
     truth = reference.obs[setting.labels_key].astype(str).to_numpy()
     train_labels = np.full(reference.n_obs, np.nan, dtype=object)
