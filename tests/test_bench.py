@@ -368,6 +368,7 @@ def test_readers(synthetic_paths):
     assert folder.classes == CIFAR_CLASSES and len(folder) == 30
     images = folder.load([0, 5])
     assert images.shape == (2, 3, 32, 32) and 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    assert images.is_contiguous()  # plain NCHW, not a channels-last view (see ImageFolder.load)
     x, y = bd.load_cifar_python(synthetic_paths["cifar100_python"], "test")
     assert x.shape == (100, 3, 32, 32) and y.max() == 99
     x, y = bd.load_stl10_binary(synthetic_paths["stl10_binary"], "test")

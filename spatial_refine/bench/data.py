@@ -112,7 +112,9 @@ class ImageFolder:
         arrays = [_decode(self._blobs[self.names[i]], size) for i in rows]
         if not arrays:
             return torch.zeros((0, 3, size, size))
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
+        # contiguous NCHW: the permuted view is channels-last, and torch 2.13's oneDNN convolution backward on
+        # channels-last inputs with few channels corrupts the heap or hangs on AVX2-only CPUs (seen on an AMD EPYC)
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
 
 @functools.lru_cache(maxsize=4)
