@@ -93,6 +93,12 @@ CV_DEPTH_MAX_LABELLED = 10_000
 #: in 7; benchmarks/results/diagnose_linear_selection.md), for 5 more logistic-regression fits per regression
 #: whose depth is not cross-validated anyway (the representation-only one; all three with a fixed n_layers)
 CV_LINEAR_SELECTION = False
+#: relative scales of the frozen representation's columns tried by REFINE's linear head (the logistic regression
+#: on the hop features and the representation): the standardised representation columns are multiplied by ``s``
+#: before the fit, so the L2 penalty on their weights is ``1 / s**2`` times that on the hop features' (``s > 1``
+#: leans on the frozen model, ``s < 1`` on the residual). The scale is chosen after the depth (at ``s = 1``), by
+#: the same cross-validation or split; ``(1.0,)``: the plain logistic regression
+REP_SCALES: tuple[float, ...] = (1.0,)
 #: ``class_weight="effective"``: beta of the inverse effective number of a class's labelled cells (Cui et al. 2019)
 EFFECTIVE_NUMBER_BETA = 0.99
 # BLAS threads while scikit-learn fits a logistic regression (None: no limit). numpy and scipy each bring their
@@ -139,6 +145,10 @@ class _Fit:
     #: a network's, per part: the :class:`History` of REFINE's residual path trained alone (its residual
     #: start; ``None`` for other models) and the part's own, to train it again on every labelled cell
     replays: list | None = None
+    #: REFINE's linear head: the scale of the representation's columns chosen (:data:`REP_SCALES`) and the
+    #: validation (or cross-validated) loss of each scale tried at the chosen depth (None: no choice made)
+    rep_scale: float = 1.0
+    rep_scale_tried: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -571,7 +581,8 @@ class RefineAnnotator:
             for part, (depth, model) in enumerate(fitted.parts):  # a cross-fitted network: two, sharing the weight
                 if refit and self._convex:  # the depth is chosen; the labels the split held out now train too
                     refitted = True
-                    model, _ = self._train_sklearn(inputs, index, depth, random_state, class_weight, candidate.inputs)
+                    model, _ = self._train_sklearn(inputs, index, depth, random_state, class_weight, candidate.inputs,
+                                                   rep_scale=fitted.rep_scale)
                 elif refit is True and fitted.replays is not None:  # depth, start and epochs chosen: train again
                     refitted = True
                     model = self._refit_network(inputs, index, depth, fitted.replays[part], config, class_weight,
@@ -588,6 +599,9 @@ class RefineAnnotator:
         val_proba = sum(weight_of[n] * results[n][1].val_proba for n in names)
         self.metrics_ = _metrics(self.codes_[val_pos], val_proba)
         self.metrics_["n_layers_tried"] = results[kept[0]][1].tried
+        head = next((f for _, f in results.values() if f.rep_scale_tried is not None), None)
+        if head is not None:  # REFINE's linear head, kept or not
+            self.metrics_["rep_scale"], self.metrics_["rep_scale_tried"] = head.rep_scale, head.rep_scale_tried
         if len(results) > 1:
             self.metrics_["hidden_tried"] = {n: results[n][1].val_loss for n in names}
             self.metrics_["ensemble_weights"] = {n: weight_of[n] for n in kept}
@@ -694,17 +708,30 @@ class RefineAnnotator:
             depths = [best_depth]
         cv_tried, oof = None, None
         cv_selection = CV_LINEAR_SELECTION and self._cv_selects_members
-        if self._convex and self.train_settings_.get("depth_folds") and (len(depths) > 1 or cv_selection):
-            # the depth by cross-validation on every labelled cell; the split then fits the chosen one
-            cv_tried, cv_proba = self._cv_losses(inputs, depths, random_state, class_weight, kind)
-            depths = [min(cv_tried, key=cv_tried.get)]
-            oof = cv_proba[depths[0]] if cv_selection else None
-            if len(cv_tried) == 1:  # nothing was chosen: report the split's loss as without cross-validation
+        scales = self._rep_scales(inputs, kind)
+        scale, scale_tried = 1.0, None
+        if self._convex and self.train_settings_.get("depth_folds") and (
+            len(depths) > 1 or cv_selection or len(scales) > 1
+        ):
+            # the depth (then the representation's scale) by cross-validation on every labelled cell; the split
+            # then fits the chosen ones
+            cv_tried, cv_proba = self._cv_losses(inputs, [(d, 1.0) for d in depths], random_state, class_weight, kind)
+            depths = [min(cv_tried, key=cv_tried.get)[0]]
+            if len(scales) > 1:
+                more = [(depths[0], s) for s in scales if s != 1.0]
+                more_tried, more_proba = self._cv_losses(inputs, more, random_state, class_weight, kind)
+                cv_tried, cv_proba = {**cv_tried, **more_tried}, {**cv_proba, **more_proba}
+                scale_tried = {s: cv_tried[depths[0], s] for s in scales if (depths[0], s) in cv_tried}
+                scale = min(scale_tried, key=scale_tried.get)
+            oof = cv_proba[depths[0], scale] if cv_selection else None
+            cv_tried = {d: loss for (d, s), loss in cv_tried.items() if s == 1.0}
+            if len(cv_tried) == 1:  # no depth was chosen: report the split's loss as without cross-validation
                 cv_tried = None
         candidates = []
         for depth in depths:
             if self._convex:
-                model, history = self._train_sklearn(inputs, train_pos, depth, random_state, class_weight, kind)
+                model, history = self._train_sklearn(inputs, train_pos, depth, random_state, class_weight, kind,
+                                                     rep_scale=scale)
             else:
                 model, history = self._train_torch(
                     inputs, train_pos, val_pos, depth, config, class_weight, batch_size, scratch_model=scratch
@@ -715,7 +742,21 @@ class RefineAnnotator:
             # REFINE's residual path above chooses it; a logistic regression's by the plain log-loss
             choice = val_loss if history is None else history.best_val_loss
             candidates.append((choice, val_loss, depth, model, history, proba))
-        _, val_loss, depth, model, history, proba = min(candidates, key=lambda c: c[0])
+        best = min(candidates, key=lambda c: c[0])
+        if scale_tried is None and len(scales) > 1:  # no cross-validation: the scale on the split, at that depth
+            by_scale = {1.0: best}
+            for s in scales:
+                if s != 1.0:
+                    model, _ = self._train_sklearn(inputs, train_pos, best[2], random_state, class_weight, kind,
+                                                   rep_scale=s)
+                    proba = self._member_proba(_Member(None, best[2], model, kind), inputs, self.labelled_[val_pos],
+                                               device)
+                    val_loss = log_loss(proba, self.codes_[val_pos])
+                    by_scale[s] = (val_loss, val_loss, best[2], model, None, proba)
+            scale_tried = {s: float(by_scale[s][0]) for s in scales if s in by_scale}
+            scale = min(scale_tried, key=scale_tried.get)
+            best = by_scale[scale]
+        _, val_loss, depth, model, history, proba = best
         if scratch is not None:
             tried = {int(d): float(v[0]) for d, v in tried.items()}
         elif cv_tried is not None:
@@ -723,24 +764,33 @@ class RefineAnnotator:
         else:
             tried = {int(c[2]): float(c[0]) for c in candidates}
         replays = None if history is None else [(scratch_history, history)]
-        return _Fit(val_loss, [(depth, model)], history, proba, tried, oof, replays)
+        return _Fit(val_loss, [(depth, model)], history, proba, tried, oof, replays, scale, scale_tried)
 
-    def _cv_losses(self, inputs, depths, random_state, class_weight, kind) -> tuple[dict, dict]:
-        """Cross-validated log-loss on all labelled cells of the logistic regression at each depth, and the
-        out-of-fold probabilities at each depth (same folds for every depth and input kind)."""
+    def _rep_scales(self, inputs: _Inputs, kind: str) -> tuple[float, ...]:
+        """The scales of the representation's columns a logistic regression reading ``kind`` chooses among:
+        :data:`REP_SCALES` for REFINE's linear head (both blocks of the linear residual's input), else none."""
+        if self._convex and kind == "all" and self._uses_hops and inputs.rep is not None:
+            return tuple(dict.fromkeys(float(s) for s in REP_SCALES))
+        return (1.0,)
+
+    def _cv_losses(self, inputs, settings, random_state, class_weight, kind) -> tuple[dict, dict]:
+        """Cross-validated log-loss on all labelled cells of the logistic regression at each ``(depth, rep_scale)``
+        of ``settings``, and the out-of-fold probabilities of each (same folds for every setting and input kind)."""
         from sklearn.model_selection import StratifiedKFold
 
         folds = min(self.train_settings_["depth_folds"], int(np.bincount(self.codes_).min()))
         splitter = StratifiedKFold(folds, shuffle=True, random_state=random_state)
         splits = list(splitter.split(np.zeros(len(self.codes_)), self.codes_))
         losses, probas = {}, {}
-        for depth in depths:
+        for depth, scale in settings:
             proba = np.empty((len(self.codes_), len(self.classes_)), dtype=np.float32)
             for fit_pos, held_pos in splits:
-                model, _ = self._train_sklearn(inputs, fit_pos, depth, random_state, class_weight, kind)
+                model, _ = self._train_sklearn(inputs, fit_pos, depth, random_state, class_weight, kind,
+                                               rep_scale=scale)
                 proba[held_pos] = self._member_proba(_Member(None, depth, model, kind), inputs,
                                                      self.labelled_[held_pos], "cpu")
-            losses[int(depth)], probas[int(depth)] = log_loss(proba, self.codes_), proba
+            key = (int(depth), float(scale))
+            losses[key], probas[key] = log_loss(proba, self.codes_), proba
         return losses, probas
 
     def _auto_depths(self) -> list[int]:
@@ -859,10 +909,12 @@ class RefineAnnotator:
             inputs.cache["linear_inputs"] = cached
         return cached[1][cells, : (hops + 1) * inputs.expression.shape[1]]
 
-    def _train_sklearn(self, inputs, train_pos, depth, random_state, class_weight=None, kind="all"):
+    def _train_sklearn(self, inputs, train_pos, depth, random_state, class_weight=None, kind="all", *,
+                       rep_scale: float = 1.0):
         """A logistic regression on the rows ``train_pos``, its weights as arrays over every input column
         (``kind="hops"`` / ``"rep"``: fitted on that block of the linear residual's input alone, the other
-        block's weights zero)."""
+        block's weights zero; ``rep_scale``: the standardised representation columns of the linear residual's
+        input multiplied by it for the fit, see :data:`REP_SCALES`)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
@@ -872,14 +924,20 @@ class RefineAnnotator:
             n_rep = inputs.rep.shape[1]  # the linear residual's input: the hop features, then the representation
             columns = columns[:-n_rep] if kind == "hops" else columns[-n_rep:]
         scaler = StandardScaler().fit(features[:, columns])
+        block = np.ones(len(columns))  # the scale of each standardised column in the fit
+        if rep_scale != 1.0:
+            if not (kind == "all" and self._uses_hops and inputs.rep is not None):
+                raise ValueError("rep_scale applies to the linear residual's input read whole (kind='all').")
+            block[-inputs.rep.shape[1]:] = rep_scale
         if isinstance(class_weight, np.ndarray):  # per class code, from a dict: the codes of these rows
             class_weight = {int(c): float(class_weight[c]) for c in np.unique(self.codes_[train_pos])}
         clf = LogisticRegression(max_iter=1000, class_weight=class_weight, random_state=random_state)
         with threadpool_limits(limits=LINEAR_FIT_BLAS_THREADS, user_api="blas"):
-            clf.fit(scaler.transform(features[:, columns]), self.codes_[train_pos])
+            x = scaler.transform(features[:, columns])
+            clf.fit(x if rep_scale == 1.0 else x * block.astype(x.dtype), self.codes_[train_pos])
         weight = np.zeros((len(self.classes_), features.shape[1]), dtype=np.float32)
         bias = np.zeros(len(self.classes_), dtype=np.float32)
-        coef = clf.coef_ / scaler.scale_  # fold the scaler into the linear model
+        coef = clf.coef_ * block / scaler.scale_  # fold the column scales and the scaler into the linear model
         intercept = clf.intercept_ - coef @ scaler.mean_
         if len(clf.classes_) == 2 and coef.shape[0] == 1:  # binary: logits [0, z]
             coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])

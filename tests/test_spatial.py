@@ -698,6 +698,68 @@ def test_depth_folds_choose_the_logistic_regression_depth_by_cross_validation():
     assert split.train_settings_["depth_folds"] is None
 
 
+def test_linear_refine_chooses_the_representation_scale(monkeypatch, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    import spatial_refine.annotator as annotator_module
+
+    adata = grid_tissue(side=12)
+    hide_labels(adata, 0.3)
+    scales = (0.25, 1.0, 3.0)
+    monkeypatch.setattr(annotator_module, "REP_SCALES", scales)
+    # independently: [x, P x, rep] standardised, the representation's columns times s, scikit-learn's logistic
+    # regression with the default weights; cross-validated on the same folds, then refitted on every label
+    a = adata.obsp["spatial_connectivities"].toarray()
+    features = np.hstack([adata.X, (a / a.sum(1, keepdims=True)) @ adata.X, adata.obsm["X_rep"]])
+    n_rep = adata.obsm["X_rep"].shape[1]
+    labelled = np.flatnonzero(adata.obs["train_label"].notna())
+    classes = np.array(sorted(adata.obs["train_label"].dropna().unique()))
+    codes = np.searchsorted(classes, adata.obs["label"].to_numpy())  # by class code: what cross_val_predict fits
+    by_code = {c: w for c, w in enumerate(_effective_weights(adata.obs["train_label"])[k] for k in classes)}
+
+    def head(scale):
+        column_scale = np.r_[np.ones(features.shape[1] - n_rep), np.full(n_rep, scale)]
+        times = FunctionTransformer(lambda z: z * column_scale)
+        return make_pipeline(StandardScaler(), times, LogisticRegression(max_iter=1000, class_weight=by_code))
+
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1)
+    model.train(depth_folds=4, random_state=3)
+    folds = StratifiedKFold(4, shuffle=True, random_state=3)
+    losses = {}
+    for scale in scales:
+        proba = cross_val_predict(head(scale), features[labelled], codes[labelled], cv=folds, method="predict_proba")
+        losses[scale] = -np.log(proba[np.arange(len(labelled)), codes[labelled]]).mean()
+    assert model.metrics_["rep_scale_tried"] == pytest.approx(losses, abs=1e-3)
+    chosen = min(losses, key=losses.get)
+    assert model.metrics_["rep_scale"] == chosen
+    assert chosen != 1.0  # the representation is noise here: a heavier penalty on it wins, so the test tells apart
+    assert list(model.classes_) == list(classes)
+    expected = head(chosen).fit(features[labelled], codes[labelled]).predict_proba(features)
+    np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-4)
+    # the scale is folded into the saved weights: the loaded model predicts the same
+    loaded = sr.RefineAnnotator.load(model.save(tmp_path / "scaled"))
+    pd.testing.assert_frame_equal(loaded.predict(adata), model.predict())
+    # on the split without cross-validation: each scale fitted on the training cells, scored on the validation cells
+    split = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1)
+    split.train(depth_folds=None, random_state=3, refit=False)
+    val = split.validation_indices_
+    fit = np.setdiff1d(labelled, val)
+    split_losses = {}
+    for scale in scales:
+        proba = head(scale).fit(features[fit], codes[fit]).predict_proba(features[val])
+        split_losses[scale] = -np.log(proba[np.arange(len(val)), codes[val]]).mean()
+    assert split.metrics_["rep_scale_tried"] == pytest.approx(split_losses, abs=1e-3)
+    chosen = min(split_losses, key=split_losses.get)
+    expected = head(chosen).fit(features[fit], codes[fit]).predict_proba(features)
+    np.testing.assert_allclose(split.predict().to_numpy(), expected, atol=1e-4)
+    # models whose input has no representation block choose no scale
+    gnn = sr.RefineAnnotator(adata, "train_label", strategy="gnn", hidden=None, n_layers=1).train(random_state=3)
+    assert "rep_scale_tried" not in gnn.metrics_
+
+
 def test_depth_folds_auto_cross_validates_small_label_sets_only(monkeypatch):
     import spatial_refine.annotator as annotator_module
 

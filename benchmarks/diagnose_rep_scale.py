@@ -1,0 +1,43 @@
+"""REFINE's linear head choosing the relative L2 penalty of the frozen representation's weights?
+
+REFINE's linear head is one logistic regression on the hop features and the frozen representation, both
+standardised, with one L2 penalty on all weights: how much it leans on the frozen model against the residual is
+fixed by that shared penalty. ``diagnose_rep_penalty.md`` found the best balance to differ by task (seqFISH and
+MERFISH gain from a lighter penalty on the representation, osmFISH from a heavier one). With
+``spatial_refine.annotator.REP_SCALES`` set to (0.25, 0.5, 1, 2, 4) the head multiplies the standardised
+representation columns by each scale ``s`` (their penalty is ``1 / s**2`` that of the hop features) and keeps the
+scale of lowest cross-validated log-loss (5 folds, the depth's own, at the depth chosen with ``s = 1``), then
+refits at it; the rest of REFINE (network, the other logistic regressions, ensemble selection) is unchanged.
+
+It trains REFINE so on seeds 5-9 (same labelled and test cells as ``spatial_seed_replication.md``) and compares, on
+those seeds, with the replication's REFINE fits and with the best baseline chosen on seeds 0-4; its runs on seeds
+0-4 are paired with the package's default re-run on the same machine (``--package-default``).
+
+    python benchmarks/diagnose_rep_scale.py --task osmfish-cluster --n 100 300 1000 3000 --seeds 5 6 7 8 9 --out part.csv
+    python benchmarks/diagnose_rep_scale.py --report part.csv ...
+    # -> benchmarks/results/diagnose_rep_scale.{md,csv}
+"""
+
+from __future__ import annotations
+
+import sys
+
+from spatial_seed_replication import variant_main
+
+from spatial_refine import annotator
+
+SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    if "--package-default" not in (sys.argv[1:] if argv is None else argv):  # the variant: set the grid
+        annotator.REP_SCALES = SCALES
+    variant_main(argv, __doc__, "diagnose_rep_scale", "refine_rep_scale", None,
+                 "REFINE's linear head choosing the representation's penalty",
+                 f"`REP_SCALES = {SCALES}`: REFINE's linear head chooses, by 5-fold cross-validation after the depth, "
+                 "the scale of the standardised representation columns (L2 penalty on their weights 1 / s^2 that of "
+                 "the hop features'), refitted at it.")
+
+
+if __name__ == "__main__":
+    main()
