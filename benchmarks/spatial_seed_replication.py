@@ -152,8 +152,8 @@ def variant_report(paths: list[str], label: str, stem: str, title: str, change: 
                      f"{int(held.below.sum())}.")
     on_other = paired[paired.seed.isin(other_seeds)]
     if len(on_other):
-        lines += ["", f"## Seeds {', '.join(map(str, other_seeds))}: paired with the package's selection re-run on "
-                  "this machine (`--package-default`)", "",
+        lines += ["", f"## Seeds {', '.join(map(str, other_seeds))}: paired with the package default's fits of these "
+                  f"seeds on this machine ({', '.join(f'`{Path(p).name}`' for p in default_paths)})", "",
                   f"| task | n | rep | default | {shown} | diff ± SE |", "|---|---|---|---|---|---|"]
         for (task, n, rep), part in on_other.groupby(["task", "n", "rep"], sort=False):
             lines.append(f"| {task} | {n} | {rep} | {part.macro_f1_default.mean():.4f} | "

@@ -97,7 +97,9 @@ CV_LINEAR_SELECTION = False
 #: on the hop features and the representation): the standardised representation columns are multiplied by ``s``
 #: before the fit, so the L2 penalty on their weights is ``1 / s**2`` times that on the hop features' (``s > 1``
 #: leans on the frozen model, ``s < 1`` on the residual). The scale is chosen after the depth (at ``s = 1``), by
-#: the same cross-validation or split; ``(1.0,)``: the plain logistic regression
+#: the same cross-validation or split; ``(1.0,)``: the plain logistic regression. Off: with (0.25, 0.5, 1, 2, 4) it
+#: moved REFINE by +0.0008 macro-F1 on seeds 5-9 and +0.0003 on seeds 0-4 of the spatial benchmark (higher by more
+#: than 0.002 in 11 of 60 settings, lower in 5; ``benchmarks/results/diagnose_rep_scale.md``)
 REP_SCALES: tuple[float, ...] = (1.0,)
 #: ``class_weight="effective"``: beta of the inverse effective number of a class's labelled cells (Cui et al. 2019)
 EFFECTIVE_NUMBER_BETA = 0.99
