@@ -97,10 +97,12 @@ CV_LINEAR_SELECTION = False
 #: on the hop features and the representation): the standardised representation columns are multiplied by ``s``
 #: before the fit, so the L2 penalty on their weights is ``1 / s**2`` times that on the hop features' (``s > 1``
 #: leans on the frozen model, ``s < 1`` on the residual). The scale is chosen after the depth (at ``s = 1``), by
-#: the same cross-validation or split; ``(1.0,)``: the plain logistic regression. Off: with (0.25, 0.5, 1, 2, 4) it
-#: moved REFINE by +0.0008 macro-F1 on seeds 5-9 and +0.0003 on seeds 0-4 of the spatial benchmark (higher by more
-#: than 0.002 in 11 of 60 settings, lower in 5; ``benchmarks/results/diagnose_rep_scale.md``)
-REP_SCALES: tuple[float, ...] = (1.0,)
+#: the same cross-validation or split, and the head is refitted at it; ``(1.0,)``: the plain logistic regression
+#: (the default before 2026-12-04). On the spatial benchmark the choice moved REFINE by +0.0003 macro-F1 on seeds
+#: 0-4 and +0.0008 on seeds 5-9 (higher by more than 0.002 in 11 of 60 settings, lower in 5), and REFINE no longer
+#: falls below the better of GNN and probe by more than two SE on seeds 5-9 (before: 2 of 30);
+#: ``benchmarks/results/diagnose_rep_scale.md``
+REP_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: ``class_weight="effective"``: beta of the inverse effective number of a class's labelled cells (Cui et al. 2019)
 EFFECTIVE_NUMBER_BETA = 0.99
 # BLAS threads while scikit-learn fits a logistic regression (None: no limit). numpy and scipy each bring their

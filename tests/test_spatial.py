@@ -92,10 +92,14 @@ def test_linear_residual_from_scratch_is_exactly_the_logistic_baselines():
         np.testing.assert_allclose(linear, _proba(adata, strategy=baseline, n_layers=depth), atol=1e-4)
 
 
-def test_linear_refine_is_logistic_regression_on_the_hops_and_the_representation():
+def test_linear_refine_is_logistic_regression_on_the_hops_and_the_representation(monkeypatch):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    import spatial_refine.annotator as annotator_module
+
+    # one L2 penalty on both blocks (the choice of the representation's scale is tested on its own below)
+    monkeypatch.setattr(annotator_module, "REP_SCALES", (1.0,))
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
     # by hand: the mean over the 4-neighbourhood with a dense matrix, then the frozen representation
@@ -285,6 +289,8 @@ def test_two_stage_selection_weighs_the_logistic_regressions_on_out_of_fold_prob
 
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.6)  # here the two rules weigh the same fits differently
+    plain_head = (1.0,)  # one L2 penalty on REFINE's linear head, as the independent fits below
+    monkeypatch.setattr(annotator_module, "REP_SCALES", plain_head)
     split_only = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
     monkeypatch.setattr(annotator_module, "CV_LINEAR_SELECTION", True)
     two_stage = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
@@ -313,6 +319,7 @@ def test_two_stage_selection_weighs_the_logistic_regressions_on_out_of_fold_prob
     assert two_stage.metrics_["ensemble_weights"] == pytest.approx({n: w for n, w in expected.items() if w > 0})
     assert two_stage.metrics_["ensemble_weights"] != pytest.approx(split_only.metrics_["ensemble_weights"])
     # without cross-validation (depth_folds=None) there are no out-of-fold probabilities: one stage, as by default
+    monkeypatch.setattr(annotator_module, "REP_SCALES", plain_head)
     monkeypatch.setattr(annotator_module, "CV_LINEAR_SELECTION", True)
     no_cv = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40, depth_folds=None)
     assert no_cv.metrics_["ensemble_weights"] == pytest.approx(split_only.metrics_["ensemble_weights"])
@@ -708,6 +715,11 @@ def test_linear_refine_chooses_the_representation_scale(monkeypatch, tmp_path):
 
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
+    # by default REFINE's linear head tries five scales; the choice is reported and kept in uns by sr.tl.refine
+    annotated, default = sr.tl.refine(adata, "train_label", rep_key="X_rep", model_kwargs={"hidden": None, "n_layers": 1},
+                                      copy=True)
+    assert list(default.metrics_["rep_scale_tried"]) == [0.25, 0.5, 1.0, 2.0, 4.0]
+    assert annotated.uns["refine"]["metrics"]["rep_scale"] == default.metrics_["rep_scale"]
     scales = (0.25, 1.0, 3.0)
     monkeypatch.setattr(annotator_module, "REP_SCALES", scales)
     # independently: [x, P x, rep] standardised, the representation's columns times s, scikit-learn's logistic
