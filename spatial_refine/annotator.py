@@ -456,9 +456,13 @@ class RefineAnnotator:
         the very cells it is scored on, an optimism that made the selection favour the network
         (``benchmarks/results/diagnose_combination.md``); its two runs cost twice one network (``members_``;
         ``metrics_["hidden_tried"]`` has each candidate's validation loss, ``metrics_["ensemble_weights"]``
-        the weights; the other ``metrics_`` are the weighted mean's). Logistic regressions are
-        solved by L-BFGS; ``max_epochs``, ``lr``, ``weight_decay``, ``patience`` and ``batch_size`` apply to
-        the networks only.
+        the weights; the other ``metrics_`` are the weighted mean's). REFINE's linear head (the linear residual
+        reading both blocks, also ``hidden=None``) then chooses, at its depth and by the same cross-validation or
+        split, how strongly to penalise the frozen representation's weights against the hop features' (its
+        standardised columns times each of :data:`REP_SCALES`, 0.25-4; ``metrics_["rep_scale"]`` and
+        ``metrics_["rep_scale_tried"]``), since how much a task should lean on the frozen model varies
+        (``benchmarks/results/diagnose_rep_scale.md``). Logistic regressions are solved by L-BFGS; ``max_epochs``,
+        ``lr``, ``weight_decay``, ``patience`` and ``batch_size`` apply to the networks only.
 
         ``class_weight="effective"`` (default): each labelled cell's loss is weighted by the inverse "effective
         number" of its class's labelled cells (Cui et al., CVPR 2019), ``(1 - beta) / (1 - beta ** n_c)`` with
@@ -493,14 +497,14 @@ class RefineAnnotator:
         is refitted.
         ``train_indices_`` are the cells the kept models were fitted on.
 
-        ``depth_folds=k``: a logistic regression chooses its depth by ``k``-fold cross-validation on all
-        labelled cells (stratified, shuffled with ``random_state``; fewer folds when a class has fewer than
-        ``k`` cells), lowest log-loss, as ``GridSearchCV`` would, instead of on the one validation split (which
+        ``depth_folds=k``: a logistic regression chooses its depth (REFINE's linear head then its representation
+        scale) by ``k``-fold cross-validation on all labelled cells (stratified, shuffled with ``random_state``;
+        fewer folds when a class has fewer than ``k`` cells), lowest log-loss, as ``GridSearchCV`` would, instead of on the one validation split (which
         still gives its validation metrics and ensemble-selection probabilities); ``None``: on the split.
         ``"auto"`` (default): 5 folds up to 10,000 labelled cells, where one split of a fifth of them is a noisy
         judge and the fits are cheap, the split above (``train_settings_["depth_folds"]`` holds the choice).
-        Five fits per depth instead of one; ``benchmarks/results/diagnose_linear_depth.md`` measures the
-        choice. Networks always choose on the split.
+        Five fits per depth (and scale) instead of one; ``benchmarks/results/diagnose_linear_depth.md`` measures
+        the depth's choice. Networks always choose on the split.
         """
         if self.adata is None:
             raise RuntimeError(
