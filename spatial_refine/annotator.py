@@ -499,8 +499,9 @@ class RefineAnnotator:
 
         ``depth_folds=k``: a logistic regression chooses its depth (REFINE's linear head then its representation
         scale) by ``k``-fold cross-validation on all labelled cells (stratified, shuffled with ``random_state``;
-        fewer folds when a class has fewer than ``k`` cells), lowest log-loss, as ``GridSearchCV`` would, instead of on the one validation split (which
-        still gives its validation metrics and ensemble-selection probabilities); ``None``: on the split.
+        fewer folds when a class has fewer than ``k`` cells), lowest log-loss, as ``GridSearchCV`` would, instead
+        of on the one validation split (which still gives its validation metrics and ensemble-selection
+        probabilities); ``None``: on the split.
         ``"auto"`` (default): 5 folds up to 10,000 labelled cells, where one split of a fifth of them is a noisy
         judge and the fits are cheap, the split above (``train_settings_["depth_folds"]`` holds the choice).
         Five fits per depth (and scale) instead of one; ``benchmarks/results/diagnose_linear_depth.md`` measures
@@ -729,17 +730,17 @@ class RefineAnnotator:
                 more = [(depths[0], s) for s in scales if s != 1.0]
                 more_tried, more_proba = self._cv_losses(inputs, more, random_state, class_weight, kind)
                 cv_tried, cv_proba = {**cv_tried, **more_tried}, {**cv_proba, **more_proba}
-                scale_tried = {s: cv_tried[depths[0], s] for s in scales if (depths[0], s) in cv_tried}
+                scale_tried = {s: cv_tried[depths[0], s] for s in scales}
                 scale = min(scale_tried, key=scale_tried.get)
             oof = cv_proba[depths[0], scale] if cv_selection else None
             cv_tried = {d: loss for (d, s), loss in cv_tried.items() if s == 1.0}
             if len(cv_tried) == 1:  # no depth was chosen: report the split's loss as without cross-validation
                 cv_tried = None
-        candidates = []
-        for depth in depths:
+        def split_fit(depth, rep_scale):
+            """(choice, validation loss, depth, model, history, validation probabilities) fitted on the split."""
             if self._convex:
                 model, history = self._train_sklearn(inputs, train_pos, depth, random_state, class_weight, kind,
-                                                     rep_scale=scale)
+                                                     rep_scale=rep_scale)
             else:
                 model, history = self._train_torch(
                     inputs, train_pos, val_pos, depth, config, class_weight, batch_size, scratch_model=scratch
@@ -749,19 +750,13 @@ class RefineAnnotator:
             # a network's depth by the loss it was early-stopped on (class-weighted with class_weight), as
             # REFINE's residual path above chooses it; a logistic regression's by the plain log-loss
             choice = val_loss if history is None else history.best_val_loss
-            candidates.append((choice, val_loss, depth, model, history, proba))
+            return choice, val_loss, depth, model, history, proba
+
+        candidates = [split_fit(depth, scale) for depth in depths]
         best = min(candidates, key=lambda c: c[0])
         if scale_tried is None and len(scales) > 1:  # no cross-validation: the scale on the split, at that depth
-            by_scale = {1.0: best}
-            for s in scales:
-                if s != 1.0:
-                    model, _ = self._train_sklearn(inputs, train_pos, best[2], random_state, class_weight, kind,
-                                                   rep_scale=s)
-                    proba = self._member_proba(_Member(None, best[2], model, kind), inputs, self.labelled_[val_pos],
-                                               device)
-                    val_loss = log_loss(proba, self.codes_[val_pos])
-                    by_scale[s] = (val_loss, val_loss, best[2], model, None, proba)
-            scale_tried = {s: float(by_scale[s][0]) for s in scales if s in by_scale}
+            by_scale = {s: best if s == 1.0 else split_fit(best[2], s) for s in scales}
+            scale_tried = {s: float(fit[0]) for s, fit in by_scale.items()}
             scale = min(scale_tried, key=scale_tried.get)
             best = by_scale[scale]
         _, val_loss, depth, model, history, proba = best
