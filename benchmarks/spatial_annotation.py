@@ -271,10 +271,23 @@ def _scanvi_predict(setting: Setting, train_labels: np.ndarray, seed: int) -> np
 
 
 def train_and_predict(setting: Setting, labelled: np.ndarray, seed: int, *, class_weight=None,
-                      train_options: dict | None = None, **options):
+                      train_options: dict | None = None, with_query: bool = False, **options):
     """A :class:`~spatial_refine.RefineAnnotator` (``options``: its constructor's; ``train_options``: more of
     ``train``'s) trained on the ``labelled`` reference cells; returns it, its predicted labels of the test cells
-    (the query slice, or the reference's other cells) and their true labels."""
+    (the query slice, or the reference's other cells) and their true labels. ``with_query``: the query slice (if
+    the task has one) is in the training AnnData too, unlabelled, beside the reference (one graph per slice), as
+    scANVI's users and self-training (``train(self_training=...)``) use it; its cells are then predicted there."""
+    if with_query and setting.query is not None:
+        joint = with_query_slice(setting)
+        truth = setting.reference.obs[setting.labels_key].astype(str).to_numpy()
+        train_labels = np.full(joint.n_obs, np.nan, dtype=object)
+        train_labels[labelled] = truth[labelled]
+        joint.obs["_train_labels"] = pd.Categorical(train_labels)
+        model = sr.RefineAnnotator(joint, "_train_labels", **options)
+        model.train(random_state=seed, class_weight=class_weight, **(train_options or {}))
+        proba = model.predict(joint).iloc[setting.reference.n_obs:]
+        y_true = setting.query.obs[setting.labels_key].astype(str).to_numpy()
+        return model, proba.columns.to_numpy()[proba.to_numpy().argmax(1)], y_true
     reference = setting.reference
     truth = reference.obs[setting.labels_key].astype(str).to_numpy()
     train_labels = np.full(reference.n_obs, np.nan, dtype=object)
@@ -291,6 +304,17 @@ def train_and_predict(setting: Setting, labelled: np.ndarray, seed: int, *, clas
         test = np.setdiff1d(np.arange(reference.n_obs), labelled)
         proba, y_true = model.predict(reference).iloc[test], truth[test]
     return model, proba.columns.to_numpy()[proba.to_numpy().argmax(1)], y_true
+
+
+def with_query_slice(setting: Setting):
+    """The reference and the query slice in one AnnData (reference cells first; shared genes and ``obsm`` keys;
+    the spatial graphs block-diagonal: no edge across the slices), made once per setting."""
+    if getattr(setting, "_joint", None) is None:
+        import anndata as ad
+
+        setting._joint = ad.concat([setting.reference, setting.query], join="inner", pairwise=True,
+                                   label="_slice", keys=["reference", "query"], index_unique="-")
+    return setting._joint
 
 
 def per_task_cli(doc: str, default_reps: list[str]) -> argparse.ArgumentParser:

@@ -64,7 +64,7 @@ def held_out_comparison(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFra
 
 
 def run_refine_variant(task: str, ns: list[int], reps: list[str], seeds: list[int], rule: Callable | None,
-                       label: str, train_options: dict | None = None) -> pd.DataFrame:
+                       label: str, train_options: dict | None = None, with_query: bool = False) -> pd.DataFrame:
     """The default REFINE with one change: to its ensemble selection, ``rule(annotator, fits, val_pos, weights)``
     returning the weights to use, ``weights`` being those of the package's selection (``None``: unchanged), and/or
     to its training options (``train_options``, given to ``train``). Same labelled and test cells as
@@ -86,7 +86,8 @@ def run_refine_variant(task: str, ns: list[int], reps: list[str], seeds: list[in
                 _pin_torch_threads()
                 start = time.perf_counter()
                 model, y_pred, y_true = train_and_predict(setting, labelled, seed, class_weight="effective",
-                                                          train_options=train_options, rep_key=REP_KEYS[rep])
+                                                          train_options=train_options, with_query=with_query,
+                                                          rep_key=REP_KEYS[rep])
                 rows.append({"task": task, "n": n, "seed": seed, "method": f"{label}[{rep}]",
                              "macro_f1": f1_score(y_true, y_pred, average="macro"),
                              "accuracy": accuracy_score(y_true, y_pred),
@@ -173,7 +174,8 @@ def _paired_line(paired: pd.DataFrame, shown: str) -> str:
 
 
 def variant_main(argv: list[str] | None, doc: str, stem: str, label: str, rule: Callable | None, title: str,
-                 change: str, train_options: dict | None = None, reference_options: dict | None = None) -> None:
+                 change: str, train_options: dict | None = None, reference_options: dict | None = None,
+                 with_query: bool = False) -> None:
     """Command line of a one-change diagnostic (see :func:`run_refine_variant`): ``--task/--n/--seeds --out`` runs
     the variant (with ``--package-default``: the package's default unchanged, or with ``reference_options`` given to
     ``train``, to pair with on seeds that have no replication fits), ``--report RUNS [--default-runs RUNS]
@@ -192,7 +194,7 @@ def variant_main(argv: list[str] | None, doc: str, stem: str, label: str, rule: 
     def run(a):
         if a.package_default:
             return run_refine_variant(a.task, a.n, a.rep, a.seeds, None, "refine_default", reference_options)
-        return run_refine_variant(a.task, a.n, a.rep, a.seeds, rule, label, train_options)
+        return run_refine_variant(a.task, a.n, a.rep, a.seeds, rule, label, train_options, with_query)
 
     run_task_or_report(parser, args, stem, run,
                        lambda paths: variant_report(paths, label, stem, title, change, args.default_runs,

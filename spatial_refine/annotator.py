@@ -308,6 +308,8 @@ class RefineAnnotator:
                 f"unlabelled (NaN or unlabeled_category) before training."
             )
         self.codes_ = codes
+        #: cells pseudo-labelled by self-training (positions in ``adata.obs``; ``train(self_training=...)``)
+        self.pseudo_labelled_: np.ndarray | None = None
         self.graph_params_ = _graph_params(adata, graph_key)
         #: the fitted models whose class probabilities are averaged with their weights (one, or those ensemble
         #: selection kept with ``hidden="auto"``); ``model_``, ``hidden_`` and ``n_layers_`` are those of the
@@ -433,6 +435,7 @@ class RefineAnnotator:
         batch_size: int | Literal["auto"] | None = "auto",
         refit: bool | Literal["linear"] = True,
         depth_folds: int | Literal["auto"] | None = "auto",
+        self_training: float | None = None,
         device: str = "auto",
         random_state: int = 0,
         progress: bool = False,
@@ -506,11 +509,29 @@ class RefineAnnotator:
         judge and the fits are cheap, the split above (``train_settings_["depth_folds"]`` holds the choice).
         Five fits per depth (and scale) instead of one; ``benchmarks/results/diagnose_linear_depth.md`` measures
         the depth's choice. Networks always choose on the split.
+
+        ``self_training=f`` (a fraction in (0, 1]; needs ``refit=True``): self-training on the unlabelled cells
+        of ``adata``. Once the split has made every choice (depths, scale, early-stopping epochs, ensemble
+        weights: on the true labels alone), the models fitted on the split predict the unlabelled cells; in each
+        predicted class the fraction ``f`` of its cells of highest probability (at least one) take that class as
+        a *pseudo-label*, and the refit trains every kept model on the labelled *and* the pseudo-labelled cells
+        (class weights as fixed from the labelled cells; ``metrics_`` stay those of the split). To adapt to new
+        slices, put them in ``adata`` unlabelled, beside the reference slice (one graph per slice:
+        :func:`spatial_refine.pp.spatial_neighbors` with ``library_key``), as scANVI's users do: the models are
+        then fitted on the new slices' own cells too. ``pseudo_labelled_`` holds the pseudo-labelled cells
+        (positions in ``adata.obs``), ``metrics_["n_pseudo_labelled"]`` their number. ``None`` (default): none.
         """
         if self.adata is None:
             raise RuntimeError(
                 "This model was loaded from disk: it predicts and annotates, but has no reference AnnData to train "
                 "on. Construct a new RefineAnnotator(adata, labels_key, ...) to train again."
+            )
+        if self_training is not None and (
+            isinstance(self_training, bool) or not isinstance(self_training, (int, float)) or not 0 < self_training <= 1
+        ):
+            raise ValueError(
+                f"self_training must be None or the fraction in (0, 1] of each predicted class's unlabelled cells to "
+                f"pseudo-label, got {self_training!r}."
             )
         if isinstance(class_weight, dict):  # one weight per class code; the settings keep it JSON-safe
             # class names are text here (numeric labels too), so keys match by their text: {1: 3.0} names "1"
@@ -537,6 +558,9 @@ class RefineAnnotator:
         depth_folds = None if depth_folds is None else int(depth_folds)
         if refit not in (True, False, "linear"):
             raise ValueError(f"refit must be True, 'linear' or False, got {refit!r}.")
+        if self_training is not None and refit is not True:
+            raise ValueError(f"self_training trains the refitted models on the pseudo-labels: it needs refit=True, "
+                             f"got refit={refit!r}.")
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
         inputs = self._inputs(self.adata)
@@ -560,6 +584,7 @@ class RefineAnnotator:
             "batch_size": batch_size,
             "refit": refit,
             "depth_folds": depth_folds,
+            "self_training": self_training,
             "random_state": random_state,
         }
         config = TrainConfig(lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
@@ -583,21 +608,39 @@ class RefineAnnotator:
         weight_of = self._ensemble_weights({n: fitted for n, (_, fitted) in results.items()}, val_pos)
         # the heavier member first, then the lower validation loss
         kept = sorted((n for n in names if weight_of[n] > 0), key=lambda n: (-weight_of[n], results[n][1].val_loss))
-        members, refitted = [], False
-        for name in kept:
-            candidate, fitted = results[name]
-            self.hidden_ = candidate.hidden
-            for part, (depth, model) in enumerate(fitted.parts):  # a cross-fitted network: two, sharing the weight
-                if refit and self._convex:  # the depth is chosen; the labels the split held out now train too
-                    refitted = True
-                    model, _ = self._train_sklearn(inputs, index, depth, random_state, class_weight, candidate.inputs,
-                                                   rep_scale=fitted.rep_scale)
-                elif refit is True and fitted.replays is not None:  # depth, start and epochs chosen: train again
-                    refitted = True
-                    model = self._refit_network(inputs, index, depth, fitted.replays[part], config, class_weight,
-                                                batch_size)
-                members.append(_Member(candidate.hidden, depth, model, candidate.inputs,
-                                       weight_of[name] / len(fitted.parts)))
+        true_labelled, true_codes = self.labelled_, self.codes_
+        self.pseudo_labelled_ = None
+        if self_training is not None:  # pseudo-labels from the split's models join the labels for the refit
+            split_members = [_Member(results[n][0].hidden, depth, model, results[n][0].inputs,
+                                     weight_of[n] / len(results[n][1].parts)) for n in kept
+                             for depth, model in results[n][1].parts]
+            cells, codes = self._pseudo_labels(inputs, split_members, self_training, device)
+            self.labelled_ = np.concatenate([true_labelled, cells])
+            self.codes_ = np.concatenate([true_codes, codes.astype(true_codes.dtype)])
+            index = np.arange(len(self.labelled_))
+            self.pseudo_labelled_ = np.sort(cells)
+        try:  # the refit (with self-training: on the pseudo-labels too)
+            members, refitted = [], False
+            for name in kept:
+                candidate, fitted = results[name]
+                self.hidden_ = candidate.hidden
+                for part, (depth, model) in enumerate(fitted.parts):  # a cross-fitted network: two, sharing the weight
+                    if refit and self._convex:  # the depth is chosen; the labels the split held out now train too
+                        refitted = True
+                        model, _ = self._train_sklearn(inputs, index, depth, random_state, class_weight, candidate.inputs,
+                                                       rep_scale=fitted.rep_scale)
+                    elif refit is True and fitted.replays is not None:  # depth, start and epochs chosen: train again
+                        refitted = True
+                        model = self._refit_network(inputs, index, depth, fitted.replays[part], config, class_weight,
+                                                    batch_size)
+                    members.append(_Member(candidate.hidden, depth, model, candidate.inputs,
+                                           weight_of[name] / len(fitted.parts)))
+            #: positions in ``adata.obs`` of the cells the kept models were fitted on (all labelled cells after a
+            #: refit, and the pseudo-labelled ones with self-training) and of the validation cells that chose them
+            fitted_on = index if refitted else train_pos
+            self.train_indices_ = np.sort(self.labelled_[fitted_on])
+        finally:
+            self.labelled_, self.codes_ = true_labelled, true_codes
         self.members_ = members
         self.hidden_ = members[0].hidden
         # the training curves of the network candidate, kept or not (a logistic regression has none)
@@ -614,14 +657,23 @@ class RefineAnnotator:
         if len(results) > 1:
             self.metrics_["hidden_tried"] = {n: results[n][1].val_loss for n in names}
             self.metrics_["ensemble_weights"] = {n: weight_of[n] for n in kept}
-        fitted_on = index if refitted else train_pos
         self.metrics_["n_train"], self.metrics_["n_val"] = len(fitted_on), len(val_pos)
         self.metrics_["refit"] = refitted
-        #: positions in ``adata.obs`` of the cells the kept models were fitted on (all labelled cells after a
-        #: refit) and of the validation cells that chose them
-        self.train_indices_ = np.sort(self.labelled_[fitted_on])
+        if self.pseudo_labelled_ is not None:
+            self.metrics_["n_pseudo_labelled"] = len(self.pseudo_labelled_)
         self.validation_indices_ = np.sort(self.labelled_[val_pos])
         return self
+
+    def _pseudo_labels(self, inputs: _Inputs, members: list[_Member], fraction: float,
+                       device: str) -> tuple[np.ndarray, np.ndarray]:
+        """The unlabelled cells to pseudo-label (positions in ``adata.obs``) and their class codes: the weighted
+        mean of ``members``' probabilities, then :func:`_confident_per_class`."""
+        unlabelled = np.setdiff1d(np.arange(self.adata.n_obs), self.labelled_)
+        if len(unlabelled) == 0:
+            return unlabelled, np.empty(0, dtype=np.int64)
+        proba = sum(m.weight * self._member_proba(m, inputs, unlabelled, device) for m in members)
+        rows, codes = _confident_per_class(proba, fraction)
+        return unlabelled[rows], codes
 
     def _refit_network(self, inputs, train_pos, depth, replays, config, class_weight, batch_size):
         """The network of width ``self.hidden_`` and ``depth`` hops trained again on the labelled cells
@@ -1083,6 +1135,7 @@ class RefineAnnotator:
             self.metrics_["n_layers_tried"] = {int(k): v for k, v in self.metrics_["n_layers_tried"].items()}
         self.graph_params_ = config["graph_params"]
         self.history_ = None
+        self.pseudo_labelled_ = None  # positions in the reference, which a loaded model does not have
         arrays = load_numpy(str(path / "model.safetensors"))
         if version == 1:  # a single model, its weights under "model."
             hidden = config.get("hidden", self.params["hidden"])  # files before hidden="auto": the parameter
@@ -1128,6 +1181,19 @@ def _classes(values: np.ndarray, labels: pd.Series) -> tuple[np.ndarray, np.ndar
         order = np.argsort([float(c) for c in classes], kind="stable")
         classes, codes = classes[order], np.argsort(order)[codes]
     return classes, codes
+
+
+def _confident_per_class(proba: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to pseudo-label and their classes: in each predicted class (the argmax of ``proba``), the
+    ``ceil(fraction * its rows)`` of highest probability (ties: the earlier row); rows in increasing order."""
+    predicted, confidence = proba.argmax(1), proba.max(1)
+    chosen = []
+    for code in np.unique(predicted):
+        rows = np.flatnonzero(predicted == code)
+        order = np.argsort(-confidence[rows], kind="stable")
+        chosen.append(rows[order[: int(np.ceil(fraction * len(rows)))]])
+    rows = np.sort(np.concatenate(chosen))
+    return rows, predicted[rows]
 
 
 def _halves(val_pos: np.ndarray, random_state: int) -> tuple[np.ndarray, np.ndarray]:

@@ -579,6 +579,94 @@ def test_annotate_fills_missing_genes_and_refuses_small_overlap():
         sr.tl.annotate(too_small, model)
 
 
+def _pseudo_labels_by_hand(proba: np.ndarray, classes, fraction: float) -> pd.Series:
+    """In each predicted class, the ceil(fraction * its cells) most probable cells (pandas ranking)."""
+    frame = pd.DataFrame({"label": np.asarray(classes)[proba.argmax(1)], "confidence": proba.max(1)})
+    rank = frame.groupby("label")["confidence"].rank(method="first", ascending=False)
+    size = frame.groupby("label")["label"].transform("size")
+    return frame["label"][rank <= np.ceil(fraction * size)]
+
+
+def test_self_training_refits_on_the_most_confident_unlabelled_cells(monkeypatch, tmp_path):
+    import spatial_refine.annotator as annotator_module
+
+    monkeypatch.setattr(annotator_module, "REP_SCALES", (1.0,))
+    adata = grid_tissue(side=14)
+    hide_labels(adata, 0.7)
+    before = adata.copy()
+    a = adata.obsp["spatial_connectivities"].toarray()
+    features = np.hstack([adata.X, (a / a.sum(1, keepdims=True)) @ adata.X, adata.obsm["X_rep"]])
+    labels = adata.obs["train_label"].to_numpy(dtype=object)
+    labelled = np.flatnonzero(adata.obs["train_label"].notna().to_numpy())
+    unlabelled = np.setdiff1d(np.arange(adata.n_obs), labelled)
+    weights = _effective_weights(adata.obs["train_label"])  # fixed from the labelled cells, pseudo-labels or not
+    plain = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1).train()
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1)
+    model.train(self_training=0.4)
+    # by hand: the logistic regression fitted on the split predicts the unlabelled cells; per predicted class the
+    # 40 % most probable become pseudo-labels; the refit reads the labelled and the pseudo-labelled cells
+    split_train = np.setdiff1d(labelled, model.validation_indices_)
+    proba = _logreg_proba(features, labels, split_train, unlabelled, weights)
+    pseudo = _pseudo_labels_by_hand(proba, ["niche_A", "niche_B"], 0.4)
+    pseudo_cells = unlabelled[pseudo.index.to_numpy()]
+    np.testing.assert_array_equal(model.pseudo_labelled_, np.sort(pseudo_cells))
+    assert model.metrics_["n_pseudo_labelled"] == len(pseudo_cells) == int(np.ceil(0.4 * (proba[:, 0] > 0.5).sum())
+                                                                            + np.ceil(0.4 * (proba[:, 0] < 0.5).sum()))
+    with_pseudo = labels.copy()
+    with_pseudo[pseudo_cells] = pseudo.to_numpy()
+    fit_cells = np.sort(np.r_[labelled, pseudo_cells])
+    np.testing.assert_array_equal(model.train_indices_, fit_cells)
+    expected = _logreg_proba(features, with_pseudo, fit_cells, np.arange(adata.n_obs), weights)
+    np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-4)
+    # every choice and its validation metrics on the true labels only: those of the plain training
+    np.testing.assert_array_equal(model.validation_indices_, plain.validation_indices_)
+    assert np.isin(model.validation_indices_, labelled).all()
+    for key in ("val_loss", "val_accuracy", "val_macro_f1"):
+        assert model.metrics_[key] == plain.metrics_[key]
+    assert model.train_settings_["self_training"] == 0.4 and plain.train_settings_["self_training"] is None
+    assert np.all(model.labelled_ == labelled) and len(model.codes_) == len(labelled)  # pseudo-labels not kept
+    pd.testing.assert_frame_equal(adata.obs, before.obs)  # the user's labels untouched
+    model.save(tmp_path / "self_trained")
+    loaded = sr.RefineAnnotator.load(tmp_path / "self_trained")
+    pd.testing.assert_frame_equal(loaded.predict(adata), model.predict())
+    assert loaded.train_settings_["self_training"] == 0.4 and loaded.pseudo_labelled_ is None
+
+
+def test_self_training_with_the_network_pseudo_labels_only_train():
+    adata = grid_tissue(side=12)
+    hide_labels(adata, 0.6)
+    labelled = np.flatnonzero(adata.obs["train_label"].notna().to_numpy())
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep").train(self_training=1.0, max_epochs=20)
+    unlabelled = np.setdiff1d(np.arange(adata.n_obs), labelled)
+    np.testing.assert_array_equal(model.pseudo_labelled_, unlabelled)  # fraction 1: every unlabelled cell
+    np.testing.assert_array_equal(model.train_indices_, np.arange(adata.n_obs))
+    assert np.isin(model.validation_indices_, labelled).all()
+    every_cell_labelled = grid_tissue(side=12)
+    every_cell_labelled.obs["train_label"] = every_cell_labelled.obs["label"]
+    model = sr.RefineAnnotator(every_cell_labelled, "train_label", rep_key="X_rep", hidden=None, n_layers=1)
+    plain = model.train().predict()
+    assert model.train(self_training=0.5).metrics_["n_pseudo_labelled"] == 0  # nothing to pseudo-label
+    pd.testing.assert_frame_equal(model.predict(), plain)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"self_training": 0.0}, "fraction in"),
+        ({"self_training": 1.5}, "fraction in"),
+        ({"self_training": True}, "fraction in"),
+        ({"self_training": "half"}, "fraction in"),
+        ({"self_training": 0.5, "refit": False}, "needs refit=True"),
+        ({"self_training": 0.5, "refit": "linear"}, "needs refit=True"),
+    ],
+)
+def test_self_training_bad_values_are_refused(options, message):
+    adata = grid_tissue(side=8)
+    hide_labels(adata, 0.5)
+    with pytest.raises(ValueError, match=message):
+        sr.RefineAnnotator(adata, "train_label", rep_key="X_rep").train(**options)
+
+
 def test_tl_refine_writes_only_documented_keys(tmp_path):
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.4)
