@@ -76,6 +76,10 @@ METHOD_OPTIONS = {
     "refine_unweighted": {"strategy": "refine"},  # the default before class-weighted losses
     "refine_bal": {"strategy": "refine"},  # class-balanced: the default before effective-number weights
 }
+#: methods trained with the task's new slice in the AnnData, unlabelled, beside the reference (one graph per slice),
+#: as the package recommends for annotating new slices: REFINE's default self-training (``train(self_training=
+#: "auto")``) then adapts to them. The baselines are trained on the reference alone, as their users write them
+WITH_QUERY_METHODS = ("refine",)
 #: baselines also run in the package's two loss weightings: ``<method>_eff`` (``train(class_weight="effective")``,
 #: the package default) and ``<method>_bal`` (``"balanced"``, the default before)
 WEIGHTED_BASELINES = ("logreg", "neighbor_logreg", "mlp", "gnn", "linear_probe", "logreg_probe", "adapter")
@@ -307,13 +311,21 @@ def train_and_predict(setting: Setting, labelled: np.ndarray, seed: int, *, clas
 
 
 def with_query_slice(setting: Setting):
-    """The reference and the query slice in one AnnData (reference cells first; shared genes and ``obsm`` keys;
-    the spatial graphs block-diagonal: no edge across the slices), made once per setting."""
+    """The reference and the query slice in one AnnData (reference cells first; shared genes and ``obsm`` keys),
+    its graph built by :func:`spatial_refine.pp.spatial_neighbors` with ``library_key="_slice"`` (checked equal to
+    the two slices' own graphs: no edge across them); made once per setting."""
     if getattr(setting, "_joint", None) is None:
         import anndata as ad
+        import scipy.sparse as sp
 
-        setting._joint = ad.concat([setting.reference, setting.query], join="inner", pairwise=True,
-                                   label="_slice", keys=["reference", "query"], index_unique="-")
+        joint = ad.concat([setting.reference, setting.query], join="inner", label="_slice",
+                          keys=["reference", "query"], index_unique="-")
+        sr.pp.spatial_neighbors(joint, library_key="_slice")
+        key = "spatial_connectivities"
+        apart = sp.block_diag([setting.reference.obsp[key], setting.query.obsp[key]], format="csr")
+        if (abs(joint.obsp[key] - apart) > 1e-6).nnz:
+            raise RuntimeError("the joint graph differs from the slices' own graphs")
+        setting._joint = joint
     return setting._joint
 
 
@@ -382,6 +394,7 @@ def run_one(setting: Setting, method: str, rep: str | None, labelled: np.ndarray
     else:
         options = METHOD_OPTIONS.get(method, {"strategy": _base_method(method)})
         model, y_pred, _ = train_and_predict(setting, labelled, seed, class_weight=class_weight_of(method),
+                                             with_query=method in WITH_QUERY_METHODS,
                                              rep_key=REP_KEYS.get(rep, "X_encoder"), **options)
         extra = {
             "n_layers": model.n_layers_,

@@ -103,6 +103,15 @@ CV_LINEAR_SELECTION = False
 #: falls below the better of GNN and probe by more than two SE on seeds 5-9 (before: 2 of 30);
 #: ``benchmarks/results/diagnose_rep_scale.md``
 REP_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: ``train(self_training="auto")``, REFINE's default: the fraction of each predicted class's cells of the new
+#: slices (those without a labelled cell) that self-training pseudo-labels. With every unlabelled cell a candidate
+#: it raised REFINE's macro-F1 on the spatial benchmark's new slices (seqFISH, MERFISH; seeds 5-9) in each of 14
+#: settings, but not within the labelled slice (osmFISH: -0.013 to +0.011 by setting), so "auto" leaves the
+#: labelled slices' cells alone (``benchmarks/results/diagnose_self_training.md``)
+SELF_TRAINING_FRACTION = 0.5
+#: at most this many pseudo-labelled cells (self-training), each predicted class keeping its share: the refit's
+#: cost stays bounded on large data
+SELF_TRAINING_MAX_CELLS = 20_000
 #: ``class_weight="effective"``: beta of the inverse effective number of a class's labelled cells (Cui et al. 2019)
 EFFECTIVE_NUMBER_BETA = 0.99
 # BLAS threads while scikit-learn fits a logistic regression (None: no limit). numpy and scipy each bring their
@@ -435,7 +444,7 @@ class RefineAnnotator:
         batch_size: int | Literal["auto"] | None = "auto",
         refit: bool | Literal["linear"] = True,
         depth_folds: int | Literal["auto"] | None = "auto",
-        self_training: float | None = None,
+        self_training: float | Literal["auto"] | None = "auto",
         device: str = "auto",
         random_state: int = 0,
         progress: bool = False,
@@ -510,28 +519,35 @@ class RefineAnnotator:
         Five fits per depth (and scale) instead of one; ``benchmarks/results/diagnose_linear_depth.md`` measures
         the depth's choice. Networks always choose on the split.
 
-        ``self_training=f`` (a fraction in (0, 1]; needs ``refit=True``): self-training on the unlabelled cells
-        of ``adata``. Once the split has made every choice (depths, scale, early-stopping epochs, ensemble
-        weights: on the true labels alone), the models fitted on the split predict the unlabelled cells; in each
-        predicted class the fraction ``f`` of its cells of highest probability (at least one) take that class as
-        a *pseudo-label*, and the refit trains every kept model on the labelled *and* the pseudo-labelled cells
-        (class weights as fixed from the labelled cells; ``metrics_`` stay those of the split). To adapt to new
-        slices, put them in ``adata`` unlabelled, beside the reference slice (one graph per slice:
-        :func:`spatial_refine.pp.spatial_neighbors` with ``library_key``), as scANVI's users do: the models are
-        then fitted on the new slices' own cells too. ``pseudo_labelled_`` holds the pseudo-labelled cells
-        (positions in ``adata.obs``), ``metrics_["n_pseudo_labelled"]`` their number. ``None`` (default): none.
+        ``self_training``: pseudo-labels for unlabelled cells, so that the models also learn from the cells they
+        are asked about. Once the split has made every choice (depths, scale, early-stopping epochs, ensemble
+        weights: on the true labels alone), the models fitted on the split predict the candidate cells; in each
+        predicted class the fraction ``f`` of its cells of highest probability (rounded up; at most
+        :data:`SELF_TRAINING_MAX_CELLS` in all, each class keeping its share) take that class as a
+        *pseudo-label*, and the refit trains every kept model on the labelled *and* the pseudo-labelled cells
+        (class weights as fixed from the labelled cells; ``metrics_`` stay those of the split). Needs
+        ``refit=True``. ``"auto"`` (default): for REFINE, ``f`` = :data:`SELF_TRAINING_FRACTION` of the cells of
+        the *new slices*, those of ``adata.obs[library_key]`` without any labelled cell, ``library_key`` being
+        the one the graph was built with (:func:`spatial_refine.pp.spatial_neighbors`); nothing when the graph
+        records no slices, every slice has labels, ``refit`` is not ``True`` or for the baselines. So to annotate
+        new slices, put them in ``adata`` unlabelled beside the reference (``library_key``: one graph per slice),
+        as scANVI's users do, and REFINE adapts to them (``benchmarks/results/diagnose_self_training.md``);
+        :func:`spatial_refine.tl.annotate` with a trained model does not train again. A fraction ``f`` in (0, 1]: every unlabelled cell of ``adata`` is a
+        candidate (any strategy). ``None``: no self-training. ``pseudo_labelled_`` holds the pseudo-labelled
+        cells (positions in ``adata.obs``), ``metrics_["n_pseudo_labelled"]`` their number and
+        ``train_settings_["self_training"]`` the fraction used (``None``: none).
         """
         if self.adata is None:
             raise RuntimeError(
                 "This model was loaded from disk: it predicts and annotates, but has no reference AnnData to train "
                 "on. Construct a new RefineAnnotator(adata, labels_key, ...) to train again."
             )
-        if self_training is not None and (
-            isinstance(self_training, bool) or not isinstance(self_training, (int, float)) or not 0 < self_training <= 1
-        ):
+        if not (self_training is None or (isinstance(self_training, str) and self_training == "auto") or (
+            isinstance(self_training, (int, float)) and not isinstance(self_training, bool) and 0 < self_training <= 1
+        )):
             raise ValueError(
-                f"self_training must be None or the fraction in (0, 1] of each predicted class's unlabelled cells to "
-                f"pseudo-label, got {self_training!r}."
+                f"self_training must be 'auto', None or the fraction in (0, 1] of each predicted class's unlabelled "
+                f"cells to pseudo-label, got {self_training!r}."
             )
         if isinstance(class_weight, dict):  # one weight per class code; the settings keep it JSON-safe
             # class names are text here (numeric labels too), so keys match by their text: {1: 3.0} names "1"
@@ -558,7 +574,12 @@ class RefineAnnotator:
         depth_folds = None if depth_folds is None else int(depth_folds)
         if refit not in (True, False, "linear"):
             raise ValueError(f"refit must be True, 'linear' or False, got {refit!r}.")
-        if self_training is not None and refit is not True:
+        pseudo_candidates = None  # every unlabelled cell
+        if isinstance(self_training, str):  # "auto": REFINE adapts to the new slices
+            pseudo_candidates = self._new_slice_cells()
+            use = self.params["strategy"] == "refine" and refit is True and len(pseudo_candidates) > 0
+            self_training = SELF_TRAINING_FRACTION if use else None
+        elif self_training is not None and refit is not True:
             raise ValueError(f"self_training trains the refitted models on the pseudo-labels: it needs refit=True, "
                              f"got refit={refit!r}.")
         if not 0.0 < validation_fraction < 1.0:
@@ -614,7 +635,7 @@ class RefineAnnotator:
             split_members = [_Member(results[n][0].hidden, depth, model, results[n][0].inputs,
                                      weight_of[n] / len(results[n][1].parts)) for n in kept
                              for depth, model in results[n][1].parts]
-            cells, codes = self._pseudo_labels(inputs, split_members, self_training, device)
+            cells, codes = self._pseudo_labels(inputs, split_members, self_training, device, pseudo_candidates)
             self.labelled_ = np.concatenate([true_labelled, cells])
             self.codes_ = np.concatenate([true_codes, codes.astype(true_codes.dtype)])
             index = np.arange(len(self.labelled_))
@@ -664,15 +685,27 @@ class RefineAnnotator:
         self.validation_indices_ = np.sort(self.labelled_[val_pos])
         return self
 
-    def _pseudo_labels(self, inputs: _Inputs, members: list[_Member], fraction: float,
-                       device: str) -> tuple[np.ndarray, np.ndarray]:
-        """The unlabelled cells to pseudo-label (positions in ``adata.obs``) and their class codes: the weighted
-        mean of ``members``' probabilities, then :func:`_confident_per_class`."""
+    def _new_slice_cells(self) -> np.ndarray:
+        """Positions of the cells of slices without a labelled cell: slices as ``obs[library_key]`` of the graph's
+        ``library_key`` (empty when the graph records none)."""
+        library_key = (self.graph_params_ or {}).get("library_key")
+        if library_key is None or library_key not in self.adata.obs:
+            return np.empty(0, dtype=np.int64)
+        slices = self.adata.obs[library_key].astype(str).to_numpy()
+        return np.flatnonzero(~np.isin(slices, np.unique(slices[self.labelled_])))
+
+    def _pseudo_labels(self, inputs: _Inputs, members: list[_Member], fraction: float, device: str,
+                       candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The cells to pseudo-label (positions in ``adata.obs``; among ``candidates``, default every unlabelled
+        cell) and their class codes: the weighted mean of ``members``' probabilities, then
+        :func:`_confident_per_class`."""
         unlabelled = np.setdiff1d(np.arange(self.adata.n_obs), self.labelled_)
+        if candidates is not None:
+            unlabelled = np.intersect1d(unlabelled, candidates)
         if len(unlabelled) == 0:
             return unlabelled, np.empty(0, dtype=np.int64)
         proba = sum(m.weight * self._member_proba(m, inputs, unlabelled, device) for m in members)
-        rows, codes = _confident_per_class(proba, fraction)
+        rows, codes = _confident_per_class(proba, fraction, SELF_TRAINING_MAX_CELLS)
         return unlabelled[rows], codes
 
     def _refit_network(self, inputs, train_pos, depth, replays, config, class_weight, batch_size):
@@ -1183,15 +1216,20 @@ def _classes(values: np.ndarray, labels: pd.Series) -> tuple[np.ndarray, np.ndar
     return classes, codes
 
 
-def _confident_per_class(proba: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def _confident_per_class(proba: np.ndarray, fraction: float, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows to pseudo-label and their classes: in each predicted class (the argmax of ``proba``), the
-    ``ceil(fraction * its rows)`` of highest probability (ties: the earlier row); rows in increasing order."""
+    ``ceil(fraction * its rows)`` of highest probability (ties: the earlier row); if that makes more than
+    ``max_rows``, each class's number times ``max_rows / total``, rounded down. Rows in increasing order."""
     predicted, confidence = proba.argmax(1), proba.max(1)
+    codes = np.unique(predicted)
+    wanted = np.array([int(np.ceil(fraction * np.sum(predicted == code))) for code in codes])
+    if wanted.sum() > max_rows:
+        wanted = (wanted * max_rows) // wanted.sum()
     chosen = []
-    for code in np.unique(predicted):
+    for code, count in zip(codes, wanted, strict=True):
         rows = np.flatnonzero(predicted == code)
         order = np.argsort(-confidence[rows], kind="stable")
-        chosen.append(rows[order[: int(np.ceil(fraction * len(rows)))]])
+        chosen.append(rows[order[:count]])
     rows = np.sort(np.concatenate(chosen))
     return rows, predicted[rows]
 

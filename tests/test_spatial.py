@@ -649,6 +649,49 @@ def test_self_training_with_the_network_pseudo_labels_only_train():
     pd.testing.assert_frame_equal(model.predict(), plain)
 
 
+def _two_slices(labelled_fraction: float = 0.6) -> ad.AnnData:
+    """Two grid tissues as slices "a" and "b" of one AnnData, labels (some hidden) in "a" only, one kNN graph
+    per slice built with library_key."""
+    first, second = grid_tissue(side=12, seed=0), grid_tissue(side=12, seed=1)
+    hide_labels(first, 1 - labelled_fraction)
+    second.obs["train_label"] = np.nan
+    both = ad.concat([first, second], label="slice", keys=["a", "b"], index_unique="-")
+    both.obsm["X_rep"] = np.vstack([first.obsm["X_rep"], second.obsm["X_rep"]])
+    sr.pp.spatial_neighbors(both, n_neighs=4, library_key="slice")
+    return both
+
+
+def test_self_training_auto_pseudo_labels_the_new_slices_cells_only(monkeypatch):
+    import spatial_refine.annotator as annotator_module
+
+    adata = _two_slices()
+    new_slice = np.flatnonzero((adata.obs["slice"] == "b").to_numpy())
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1).train()
+    assert model.train_settings_["self_training"] == annotator_module.SELF_TRAINING_FRACTION == 0.5
+    assert np.isin(model.pseudo_labelled_, new_slice).all()
+    # half of each predicted class of slice b (rounded up): count the split model's predictions there
+    split = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1)
+    split.train(refit=False)
+    predicted = split.predict().to_numpy()[new_slice].argmax(1)
+    assert len(model.pseudo_labelled_) == sum(int(np.ceil(0.5 * np.sum(predicted == c))) for c in np.unique(predicted))
+    # an explicit fraction takes every unlabelled cell as a candidate, slice a's too
+    every = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1).train(self_training=0.5)
+    assert not np.isin(every.pseudo_labelled_, new_slice).all()
+    # "auto" does nothing for a baseline, without refit, or when the graph records no slices
+    for strategy, refit in (("neighbor_logreg", True), ("refine", "linear")):
+        other = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy=strategy, hidden=None, n_layers=1)
+        assert other.train(refit=refit).pseudo_labelled_ is None
+        assert other.train_settings_["self_training"] is None
+    adata.uns["spatial_neighbors"]["params"].pop("library_key")
+    alone = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1).train()
+    assert alone.pseudo_labelled_ is None and "n_pseudo_labelled" not in alone.metrics_
+    # at most SELF_TRAINING_MAX_CELLS pseudo-labels, each predicted class keeping its share (rounded down)
+    monkeypatch.setattr(annotator_module, "SELF_TRAINING_MAX_CELLS", 20)
+    capped = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1).train(self_training=1.0)
+    wanted = np.bincount(split.predict().to_numpy()[np.setdiff1d(np.arange(adata.n_obs), split.labelled_)].argmax(1))
+    assert len(capped.pseudo_labelled_) == sum(w * 20 // wanted.sum() for w in wanted) <= 20
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -656,6 +699,7 @@ def test_self_training_with_the_network_pseudo_labels_only_train():
         ({"self_training": 1.5}, "fraction in"),
         ({"self_training": True}, "fraction in"),
         ({"self_training": "half"}, "fraction in"),
+        ({"self_training": "Auto"}, "fraction in"),
         ({"self_training": 0.5, "refit": False}, "needs refit=True"),
         ({"self_training": 0.5, "refit": "linear"}, "needs refit=True"),
     ],
