@@ -104,11 +104,11 @@ CV_LINEAR_SELECTION = False
 #: ``benchmarks/results/diagnose_rep_scale.md``
 REP_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: ``train(self_training="auto")``, REFINE's default: the fraction of each predicted class's cells of the new
-#: slices (those without a labelled cell) that self-training pseudo-labels. With every unlabelled cell a candidate
-#: it raised REFINE's macro-F1 on the spatial benchmark's new slices (seqFISH, MERFISH; seeds 5-9) in each of 14
-#: settings, but not within the labelled slice (osmFISH: -0.013 to +0.011 by setting), so "auto" leaves the
-#: labelled slices' cells alone; so, REFINE rose by +0.0094 / +0.0091 macro-F1 on the new slices on seeds 0-4 / 5-9
-#: (higher in 14 / 12 of 14 settings, lower in none; ``benchmarks/results/diagnose_self_training.md``)
+#: slices (those without a labelled cell) that self-training pseudo-labels. With every unlabelled cell a candidate,
+#: self-training raised REFINE's macro-F1 on the spatial benchmark's new slices (seqFISH, MERFISH; seeds 5-9) in
+#: each of 14 settings but not within the labelled slice (osmFISH: -0.013 to +0.011 by setting), so "auto" leaves
+#: the labelled slices' cells alone. With "auto", REFINE rose by +0.0094 / +0.0091 macro-F1 on the new slices on
+#: seeds 0-4 / 5-9 (higher in 14 / 12 of 14 settings, lower in none; ``benchmarks/results/diagnose_self_training.md``)
 SELF_TRAINING_FRACTION = 0.5
 #: at most this many pseudo-labelled cells (self-training), each predicted class keeping its share: the refit's
 #: cost stays bounded on large data
@@ -527,13 +527,14 @@ class RefineAnnotator:
         :data:`SELF_TRAINING_MAX_CELLS` in all, each class keeping its share) take that class as a
         *pseudo-label*, and the refit trains every kept model on the labelled *and* the pseudo-labelled cells
         (class weights as fixed from the labelled cells; ``metrics_`` stay those of the split). Needs
-        ``refit=True``. ``"auto"`` (default): for REFINE, ``f`` = :data:`SELF_TRAINING_FRACTION` of the cells of
-        the *new slices*, those of ``adata.obs[library_key]`` without any labelled cell, ``library_key`` being
-        the one the graph was built with (:func:`spatial_refine.pp.spatial_neighbors`); nothing when the graph
-        records no slices, every slice has labels, ``refit`` is not ``True`` or for the baselines. So to annotate
-        new slices, put them in ``adata`` unlabelled beside the reference (``library_key``: one graph per slice),
-        as scANVI's users do, and REFINE adapts to them (``benchmarks/results/diagnose_self_training.md``);
-        :func:`spatial_refine.tl.annotate` with a trained model does not train again. A fraction ``f`` in (0, 1]: every unlabelled cell of ``adata`` is a
+        ``refit=True``. ``"auto"`` (default): for ``strategy="refine"``, ``f`` = :data:`SELF_TRAINING_FRACTION` of
+        the cells of the *new slices*, those of ``adata.obs[library_key]`` without any labelled cell,
+        ``library_key`` being the one the graph was built with (:func:`spatial_refine.pp.spatial_neighbors`);
+        nothing when the graph records no slices, every slice has labels, ``refit`` is not ``True`` or for the
+        other strategies (the baselines). So to annotate new slices, put them in ``adata`` unlabelled beside the
+        reference (``library_key``: one graph per slice), as scANVI's users do, and REFINE adapts to them
+        (``benchmarks/results/diagnose_self_training.md``); :func:`spatial_refine.tl.annotate` with a trained
+        model does not train again. A fraction ``f`` in (0, 1]: every unlabelled cell of ``adata`` is a
         candidate (any strategy). ``None``: no self-training. ``pseudo_labelled_`` holds the pseudo-labelled
         cells (positions in ``adata.obs``), ``metrics_["n_pseudo_labelled"]`` their number and
         ``train_settings_["self_training"]`` the fraction used (``None``: none).
