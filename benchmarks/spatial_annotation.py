@@ -4,7 +4,8 @@ Settings (one per task)
 -----------------------
 - ``seqfish-celltype``: seqFISH mouse embryos, 23 cell types ("Low quality" dropped). Source encoder
   pretrained on embryo3, labelled cells drawn from embryo1, test = every cell of embryo2 (a new slice,
-  annotated through the model's ``predict`` on that slice's own graph).
+  annotated through the model's ``predict`` on that slice's own graph; ``refine`` is trained with that slice in
+  its AnnData, unlabelled, and self-trains on it: :data:`WITH_QUERY_METHODS`).
 - ``merfish-cellclass``: MERFISH hypothalamus, 15 cell classes. Source on slice ``7.0.16``, labelled cells
   from ``1.-0.09``, test = slice ``7.-0.09``.
 - ``osmfish-region``: osmFISH cortex, 11 anatomical regions (one slice). Source pretrained on the other
