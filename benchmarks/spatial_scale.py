@@ -26,6 +26,12 @@ default ``hidden="auto"``, run as ``auto``, fits it next to ``sign``) or ``sage`
 choice: full-batch up to 100,000 cells, exact k-hop subgraph minibatches of 1,024 labelled seeds above),
 ``full`` or ``minibatch`` (forced), so each choice can be compared with its alternative in the same run.
 
+``--new-slice``: the tissue is cut in two slices at the median x coordinate (``obs["slice"]``, one graph per
+slice: ``library_key``), the labelled cells are drawn from the left one only, and the right one is a new slice,
+unlabelled, that REFINE's default self-trains on (``train(self_training="auto")``: the confident half of each
+predicted class there, at most 20,000 cells, joins the refit). Encoder ``auto_plain`` is ``auto`` with
+``self_training=None``, to compare in the same run; ``query acc`` is the accuracy on the right slice.
+
 Imports and squidpy's first-call compilation (a 200-cell warm-up graph) happen before any timer starts.
 Peak memory is the process's peak resident set size (``ru_maxrss``) and, per phase, the maximum of the RSS
 sampled every 10 ms by a background thread (psutil), both in GiB.
@@ -98,11 +104,15 @@ class PeakSampler:
 
 #: benchmark encoder -> (annotator encoder, hidden). "linear": the linear SIGN residual, a logistic regression
 #: solved by L-BFGS (epochs unused); "auto": the package default, four SIGN fits weighted by ensemble selection
-ENCODER_OPTIONS = {"sign": ("sign", 64), "linear": ("sign", None), "auto": ("sign", "auto"), "sage": ("sage", 64)}
+ENCODER_OPTIONS = {"sign": ("sign", 64), "linear": ("sign", None), "auto": ("sign", "auto"), "sage": ("sage", 64),
+                   "auto_plain": ("sign", "auto")}
+#: ``train(self_training=...)`` of an encoder spec (default: the package default, ``"auto"``)
+SELF_TRAINING = {"auto_plain": None}
 
 
 def run_one(
-    n_cells: int, batch: str, epochs: int, label_fraction: float, label_cap: int, seed: int, encoder: str = "sign"
+    n_cells: int, batch: str, epochs: int, label_fraction: float, label_cap: int, seed: int, encoder: str = "sign",
+    new_slice: bool = False,
 ) -> dict:
     """One size, one training regime; returns times (s), peak memory (GiB) and accuracy.
 
@@ -115,13 +125,15 @@ def run_one(
     encoder
         ``"sign"``, ``"sage"``, ``"linear"`` (SIGN with the linear residual, ``hidden=None``) or ``"auto"``
         (SIGN with ``hidden="auto"``: the network, the linear residual and its two one-block limits, weighted by
-        ensemble selection on validation).
+        ensemble selection on validation; ``"auto_plain"``: the same without self-training).
     epochs
         Fixed number of training epochs (no early stopping).
     label_fraction, label_cap
         Fraction of cells labelled, at most ``label_cap`` cells.
     seed
         Seed of the tissue, the labelled cells, the projection and training.
+    new_slice
+        Cut the tissue in two slices, label cells of the left one only (see the module docstring).
     """
     import numpy as np
     import sklearn.model_selection  # noqa: F401  (imports are not part of any phase's time)
@@ -151,8 +163,13 @@ def run_one(
     adata = synthetic_tissue(n_cells, values="log", random_state=seed)
     mark("data", start)
 
+    query = np.zeros(n_cells, dtype=bool)
+    if new_slice:
+        x = adata.obsm["spatial"][:, 0]
+        query = x >= np.median(x)
+        adata.obs["slice"] = np.where(query, "query", "reference")
     start = time.perf_counter()
-    sr.pp.spatial_neighbors(adata, n_neighs=10)
+    sr.pp.spatial_neighbors(adata, n_neighs=10, library_key="slice" if new_slice else None)
     n_edges = int(adata.obsp["spatial_connectivities"].nnz)
     del adata.obsp["spatial_distances"]  # not used by the annotator
     mark("graph", start)
@@ -165,7 +182,7 @@ def run_one(
 
     n_labelled = min(round(label_fraction * n_cells), label_cap)
     labelled = np.zeros(n_cells, dtype=bool)
-    labelled[rng.choice(n_cells, n_labelled, replace=False)] = True
+    labelled[rng.choice(np.flatnonzero(~query), n_labelled, replace=False)] = True
     truth = adata.obs["niche"].astype(str).to_numpy()
     adata.obs["train_label"] = adata.obs["niche"].astype(object).where(labelled)
 
@@ -178,7 +195,8 @@ def run_one(
     model = sr.RefineAnnotator(
         adata, "train_label", rep_key="X_rp", strategy="refine", encoder=annotator_encoder, n_layers=2, hidden=hidden
     )
-    model.train(max_epochs=epochs, patience=epochs, batch_size=batch_size, device="cpu", random_state=seed)
+    model.train(max_epochs=epochs, patience=epochs, batch_size=batch_size, device="cpu", random_state=seed,
+                self_training=SELF_TRAINING.get(encoder, "auto"))
     mark("train", start)
 
     start = time.perf_counter()
@@ -204,6 +222,9 @@ def run_one(
         "baseline_rss_gib": round(baseline, 3),
         "val_accuracy": round(model.metrics_["val_accuracy"], 4),
         "unlabelled_accuracy": round(float((predicted[~labelled] == truth[~labelled]).mean()), 4),
+        "new_slice": new_slice,
+        "n_pseudo_labelled": model.metrics_.get("n_pseudo_labelled", 0),
+        "query_accuracy": round(float((predicted[query] == truth[query]).mean()), 4) if new_slice else None,
         "ensemble_weights": " ".join(f"{k}:{w:g}" for k, w in model.metrics_.get("ensemble_weights", {}).items()),
     }
 
@@ -318,12 +339,21 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
                 f"{o['time_predict_s'] / r['time_predict_s']:.2f} | {o['peak_rss_gib'] / r['peak_rss_gib']:.2f} | "
                 f"{r['unlabelled_accuracy']:.3f} / {o['unlabelled_accuracy']:.3f} |"
             )
+    adapted = [r for r in rows if r.get("new_slice")]
+    if adapted:
+        lines += ["", "New slice (`--new-slice`): the tissue cut in two at the median x, labels from the left half only, "
+                  "the right half unlabelled, one graph per half; `auto` self-trains on it (the default), `auto_plain` "
+                  "does not:", "", "| cells | encoder | pseudo-labelled | train s | predict s | peak GiB | query acc |",
+                  "|---:|---|---:|---:|---:|---:|---:|"]
+        for r in adapted:
+            lines.append(f"| {r['n_cells']:,} | {r['encoder']} | {r['n_pseudo_labelled']:,} | {r['time_train_s']:.1f} | "
+                         f"{r['time_predict_s']:.1f} | {r['peak_rss_gib']:.2f} | {r['query_accuracy']:.3f} |")
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument(
         "--compare",
         type=str,
@@ -336,11 +366,13 @@ def main() -> None:
     parser.add_argument("--label-cap", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stem", default="spatial_scale", help="file name stem under benchmarks/results")
+    parser.add_argument("--new-slice", action="store_true", help="label one half of the tissue, self-train on the other")
     parser.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:  # child process: one run, JSON on the last line of stdout
         size, encoder, batch = args.worker.split(":")
-        result = run_one(int(size), batch, args.epochs, args.label_fraction, args.label_cap, args.seed, encoder)
+        result = run_one(int(size), batch, args.epochs, args.label_fraction, args.label_cap, args.seed, encoder,
+                         args.new_slice)
         print("RESULT " + json.dumps(result), flush=True)
         return
 
@@ -356,7 +388,7 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", f"{size}:{encoder}:{batch}", "--epochs",
                    str(args.epochs), "--label-fraction", str(args.label_fraction), "--label-cap",
-                   str(args.label_cap), "--seed", str(args.seed)]
+                   str(args.label_cap), "--seed", str(args.seed), *(["--new-slice"] if args.new_slice else [])]
         proc = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
         out = proc.stdout.splitlines()
         print("\n".join(line for line in out if not line.startswith("RESULT ")), flush=True)
