@@ -50,7 +50,7 @@ import argparse
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +116,7 @@ class Setting:
     query: object | None  # a different slice (None: test on the reference's unlabelled cells)
     labels_key: str
     n_pca: int
+    joint: object | None = field(default=None, repr=False)  # reference + query in one AnnData, see with_query_slice
 
 
 def _dense(matrix) -> np.ndarray:
@@ -315,7 +316,7 @@ def with_query_slice(setting: Setting):
     """The reference and the query slice in one AnnData (reference cells first; shared genes and ``obsm`` keys),
     its graph built by :func:`spatial_refine.pp.spatial_neighbors` with ``library_key="_slice"`` (checked equal to
     the two slices' own graphs: no edge across them); made once per setting."""
-    if getattr(setting, "_joint", None) is None:
+    if setting.joint is None:
         import anndata as ad
         import scipy.sparse as sp
 
@@ -326,8 +327,8 @@ def with_query_slice(setting: Setting):
         apart = sp.block_diag([setting.reference.obsp[key], setting.query.obsp[key]], format="csr")
         if (abs(joint.obsp[key] - apart) > 1e-6).nnz:
             raise RuntimeError("the joint graph differs from the slices' own graphs")
-        setting._joint = joint
-    return setting._joint
+        setting.joint = joint
+    return setting.joint
 
 
 def per_task_cli(doc: str, default_reps: list[str]) -> argparse.ArgumentParser:

@@ -578,9 +578,9 @@ class RefineAnnotator:
             raise ValueError(f"refit must be True, 'linear' or False, got {refit!r}.")
         pseudo_candidates = None  # every unlabelled cell
         if isinstance(self_training, str):  # "auto": REFINE adapts to the new slices
-            pseudo_candidates = self._new_slice_cells()
-            use = self.params["strategy"] == "refine" and refit is True and len(pseudo_candidates) > 0
-            self_training = SELF_TRAINING_FRACTION if use else None
+            applies = self.params["strategy"] == "refine" and refit is True
+            pseudo_candidates = self._new_slice_cells() if applies else np.empty(0, dtype=np.int64)
+            self_training = SELF_TRAINING_FRACTION if len(pseudo_candidates) else None
         elif self_training is not None and refit is not True:
             raise ValueError(f"self_training trains the refitted models on the pseudo-labels: it needs refit=True, "
                              f"got refit={refit!r}.")
@@ -643,21 +643,8 @@ class RefineAnnotator:
             index = np.arange(len(self.labelled_))
             self.pseudo_labelled_ = np.sort(cells)
         try:  # the refit (with self-training: on the pseudo-labels too)
-            members, refitted = [], False
-            for name in kept:
-                candidate, fitted = results[name]
-                self.hidden_ = candidate.hidden
-                for part, (depth, model) in enumerate(fitted.parts):  # a cross-fitted network: two, sharing the weight
-                    if refit and self._convex:  # the depth is chosen; the labels the split held out now train too
-                        refitted = True
-                        model, _ = self._train_sklearn(inputs, index, depth, random_state, class_weight, candidate.inputs,
-                                                       rep_scale=fitted.rep_scale)
-                    elif refit is True and fitted.replays is not None:  # depth, start and epochs chosen: train again
-                        refitted = True
-                        model = self._refit_network(inputs, index, depth, fitted.replays[part], config, class_weight,
-                                                    batch_size)
-                    members.append(_Member(candidate.hidden, depth, model, candidate.inputs,
-                                           weight_of[name] / len(fitted.parts)))
+            members, refitted = self._kept_members(kept, results, weight_of, inputs, index, refit, config,
+                                                   class_weight, batch_size, random_state)
             #: positions in ``adata.obs`` of the cells the kept models were fitted on (all labelled cells after a
             #: refit, and the pseudo-labelled ones with self-training) and of the validation cells that chose them
             fitted_on = index if refitted else train_pos
@@ -686,6 +673,27 @@ class RefineAnnotator:
             self.metrics_["n_pseudo_labelled"] = len(self.pseudo_labelled_)
         self.validation_indices_ = np.sort(self.labelled_[val_pos])
         return self
+
+    def _kept_members(self, kept, results, weight_of, inputs, index, refit, config, class_weight, batch_size,
+                      random_state) -> tuple[list[_Member], bool]:
+        """The members of the kept candidates (``kept``: names into ``results``, weights ``weight_of``), each
+        model refitted on the labelled cells ``index`` as ``refit`` says; and whether any was refitted."""
+        members, refitted = [], False
+        for name in kept:
+            candidate, fitted = results[name]
+            self.hidden_ = candidate.hidden
+            for part, (depth, model) in enumerate(fitted.parts):  # a cross-fitted network: two, sharing the weight
+                if refit and self._convex:  # the depth is chosen; the labels the split held out now train too
+                    refitted = True
+                    model, _ = self._train_sklearn(inputs, index, depth, random_state, class_weight, candidate.inputs,
+                                                   rep_scale=fitted.rep_scale)
+                elif refit is True and fitted.replays is not None:  # depth, start and epochs chosen: train again
+                    refitted = True
+                    model = self._refit_network(inputs, index, depth, fitted.replays[part], config, class_weight,
+                                                batch_size)
+                members.append(_Member(candidate.hidden, depth, model, candidate.inputs,
+                                       weight_of[name] / len(fitted.parts)))
+        return members, refitted
 
     def _new_slice_cells(self) -> np.ndarray:
         """Positions of the cells of slices without a labelled cell: slices as ``obs[library_key]`` of the graph's
@@ -859,9 +867,13 @@ class RefineAnnotator:
     def _rep_scales(self, inputs: _Inputs, kind: str) -> tuple[float, ...]:
         """The scales of the representation's columns a logistic regression reading ``kind`` chooses among:
         :data:`REP_SCALES` for REFINE's linear head (both blocks of the linear residual's input), else none."""
-        if self._convex and kind == "all" and self._uses_hops and inputs.rep is not None:
+        if self._convex and self._reads_both_blocks(inputs, kind):
             return tuple(dict.fromkeys(float(s) for s in REP_SCALES))
         return (1.0,)
+
+    def _reads_both_blocks(self, inputs: _Inputs, kind: str) -> bool:
+        """Whether a logistic regression reading ``kind`` has the hop features and the representation as inputs."""
+        return kind == "all" and self._uses_hops and inputs.rep is not None
 
     def _cv_losses(self, inputs, settings, random_state, class_weight, kind) -> tuple[dict, dict]:
         """Cross-validated log-loss on all labelled cells of the logistic regression at each ``(depth, rep_scale)``
@@ -1016,7 +1028,7 @@ class RefineAnnotator:
         scaler = StandardScaler().fit(features[:, columns])
         block = np.ones(len(columns))  # the scale of each standardised column in the fit
         if rep_scale != 1.0:
-            if not (kind == "all" and self._uses_hops and inputs.rep is not None):
+            if not self._reads_both_blocks(inputs, kind):
                 raise ValueError("rep_scale applies to the linear residual's input read whole (kind='all').")
             block[-inputs.rep.shape[1]:] = rep_scale
         if isinstance(class_weight, np.ndarray):  # per class code, from a dict: the codes of these rows
