@@ -221,7 +221,9 @@ def main() -> None:
                     capture_output=True,
                     text=True,
                     cwd=ROOT,
-                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    # this checkout first, the caller's PYTHONPATH kept (packages installed beside it)
+                    env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)},
                 )
                 if proc.returncode:
                     sys.exit(f"worker failed ({bs}, {mode}):\n{proc.stderr}")

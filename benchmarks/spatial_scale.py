@@ -1,4 +1,4 @@
-"""Scale benchmark of REFINE on the synthetic tissue: time per phase and peak memory at 10k-1M cells (CPU).
+"""Scale benchmark of REFINE on the synthetic tissue: time per phase and peak memory at 10k-1M cells (CPU or GPU).
 
 For each size, in a fresh subprocess (so peak memory is that run's alone):
 
@@ -32,12 +32,17 @@ unlabelled, that REFINE's default self-trains on (``train(self_training="auto")`
 predicted class there, at most 20,000 cells, joins the refit). Encoder ``auto_plain`` is ``auto`` with
 ``self_training=None``, to compare in the same run; ``query acc`` is the accuracy on the right slice.
 
+``--device``: where ``train`` and ``predict`` run (``cpu``, the default, or ``cuda``: the data, the graph and the
+representation are built on the CPU either way). On a GPU the peak of ``torch.cuda.max_memory_allocated`` over
+train and predict is reported too, and the CUDA context is created before any timer starts.
+
 Imports and squidpy's first-call compilation (a 200-cell warm-up graph) happen before any timer starts.
 Peak memory is the process's peak resident set size (``ru_maxrss``) and, per phase, the maximum of the RSS
 sampled every 10 ms by a background thread (psutil), both in GiB.
 
     python benchmarks/spatial_scale.py                      # 10k, 100k, 1M + comparisons
     python benchmarks/spatial_scale.py --sizes 10000 100000 --epochs 5
+    python benchmarks/spatial_scale.py --device cuda --stem spatial_scale_gpu
 """
 
 from __future__ import annotations
@@ -112,7 +117,7 @@ SELF_TRAINING = {"auto_plain": None}
 
 def run_one(
     n_cells: int, batch: str, epochs: int, label_fraction: float, label_cap: int, seed: int, encoder: str = "sign",
-    new_slice: bool = False,
+    new_slice: bool = False, device: str = "cpu",
 ) -> dict:
     """One size, one training regime; returns times (s), peak memory (GiB) and accuracy.
 
@@ -134,6 +139,8 @@ def run_one(
         Seed of the tissue, the labelled cells, the projection and training.
     new_slice
         Cut the tissue in two slices, label cells of the left one only (see the module docstring).
+    device
+        Where training and prediction run: ``"cpu"`` or ``"cuda"``.
     """
     import numpy as np
     import sklearn.model_selection  # noqa: F401  (imports are not part of any phase's time)
@@ -150,6 +157,9 @@ def run_one(
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     sr.pp.spatial_neighbors(synthetic_tissue(200, random_state=seed), n_neighs=10)  # warm-up: JIT compilation
+    cuda = torch.device(device).type == "cuda"
+    if cuda:  # the CUDA context and cuBLAS handle are made here, outside every timer
+        torch.ones(8, 8, device=device).matmul(torch.ones(8, 8, device=device)).sum().item()
     sampler = PeakSampler()
     baseline = sampler.phase()
     times, peaks = {}, {}
@@ -191,22 +201,25 @@ def run_one(
     annotator_encoder, hidden = ENCODER_OPTIONS[encoder]
     if annotator_encoder == "sign":
         regime = "rows"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     model = sr.RefineAnnotator(
         adata, "train_label", rep_key="X_rp", strategy="refine", encoder=annotator_encoder, n_layers=2, hidden=hidden
     )
-    model.train(max_epochs=epochs, patience=epochs, batch_size=batch_size, device="cpu", random_state=seed,
+    model.train(max_epochs=epochs, patience=epochs, batch_size=batch_size, device=device, random_state=seed,
                 self_training=SELF_TRAINING.get(encoder, "auto"))
     mark("train", start)
 
     start = time.perf_counter()
-    proba = model.predict(device="cpu")
+    proba = model.predict(device=device)
     predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
     mark("predict", start)
     sampler.close()
 
     return {
         "n_cells": n_cells,
+        "device": device,
         "encoder": encoder,
         "batch": batch,
         "regime": regime,
@@ -220,6 +233,7 @@ def run_one(
         **{f"peak_{p}_gib": round(peaks[p], 3) for p in PHASES},
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GiB, 3),
         "baseline_rss_gib": round(baseline, 3),
+        "gpu_peak_gib": round(torch.cuda.max_memory_allocated() / GiB, 3) if cuda else None,
         "val_accuracy": round(model.metrics_["val_accuracy"], 4),
         "unlabelled_accuracy": round(float((predicted[~labelled] == truth[~labelled]).mean()), 4),
         "new_slice": new_slice,
@@ -229,8 +243,8 @@ def run_one(
     }
 
 
-def machine() -> dict:
-    """CPU, cores, memory, load average, threads and library versions of this run."""
+def machine(device: str = "cpu") -> dict:
+    """CPU, GPU (where ``device`` is CUDA), cores, memory, threads and library versions of this run."""
     import psutil
     import torch
     import torch_geometric
@@ -251,6 +265,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_geometric": torch_geometric.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.device(device).type == "cuda" else None,
     }
 
 
@@ -261,11 +276,13 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    gpu = info.get("gpu")
     lines = [
-        "# REFINE scale benchmark (synthetic tissue, CPU)",
+        f"# REFINE scale benchmark (synthetic tissue, {'GPU' if gpu else 'CPU'})",
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB RAM (shared), "
-        f"{info['threads']} torch/OMP threads; Python {info['python']}, torch {info['torch']}, "
+        + (f"GPU {gpu} (train and predict on it; data, graph and representation on the CPU), " if gpu else "")
+        + f"{info['threads']} torch/OMP threads; Python {info['python']}, torch {info['torch']}, "
         f"torch-geometric {info['torch_geometric']} (no pyg-lib / torch-sparse). Run {info['date']}.",
         "",
         f"Protocol: `{('python benchmarks/spatial_scale.py ' + info['argv']).strip()}`. kNN graph (10 neighbours), frozen "
@@ -285,19 +302,21 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
         "representation alone, and `sign` twice (cross-fitted: each run validated on one half of the validation cells, "
         "scored on the other), then weights them by greedy ensemble selection on the validation cells and "
         "predicts the weighted mean of the kept fits' probabilities (the weights are listed). Each row is a fresh process. "
-        "Times in seconds, memory = peak RSS in GiB (per phase: sampled every 10 ms). "
-        "Load average (1 min) before / after each run is given: other engineers share the machine.",
+        "Times in seconds, memory = peak RSS in GiB (per phase: sampled every 10 ms)"
+        + ("; GPU GiB = peak `torch.cuda.max_memory_allocated` over train and predict. " if gpu else ". ")
+        + "Load average (1 min) before / after each run is given: other engineers share the machine.",
         "",
         "| cells | edges | labelled | encoder | batch | regime | data s | graph s | rep s | train s | predict s | "
-        "train+predict s | peak GiB | unlabelled acc | load before/after |",
-        "|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "train+predict s | peak GiB | " + ("GPU GiB | " if gpu else "") + "unlabelled acc | load before/after |",
+        "|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if gpu else "") + "---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['n_cells']:,} | {r['n_edges']:,} | {r['n_labelled']:,} | {r['encoder']} | {r['batch']} | {r['regime']} | "
             f"{r['time_data_s']:.1f} | {r['time_graph_s']:.1f} | {r['time_rep_s']:.2f} | {r['time_train_s']:.1f} | "
             f"{r['time_predict_s']:.1f} | {r['time_train_predict_s']:.1f} | {r['peak_rss_gib']:.2f} | "
-            f"{r['unlabelled_accuracy']:.3f} | {r['load_before']:.2f} / {r['load_after']:.2f} |"
+            + (f"{r['gpu_peak_gib']:.2f} | " if gpu else "")
+            + f"{r['unlabelled_accuracy']:.3f} | {r['load_before']:.2f} / {r['load_after']:.2f} |"
         )
     weights = [r for r in rows if r.get("ensemble_weights")]
     if weights:
@@ -367,12 +386,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stem", default="spatial_scale", help="file name stem under benchmarks/results")
     parser.add_argument("--new-slice", action="store_true", help="label one half of the tissue, self-train on the other")
+    parser.add_argument("--device", default="cpu", help="where train and predict run: cpu (default) or cuda")
     parser.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:  # child process: one run, JSON on the last line of stdout
         size, encoder, batch = args.worker.split(":")
         result = run_one(int(size), batch, args.epochs, args.label_fraction, args.label_cap, args.seed, encoder,
-                         args.new_slice)
+                         args.new_slice, args.device)
         print("RESULT " + json.dumps(result), flush=True)
         return
 
@@ -383,12 +403,25 @@ def main() -> None:
     runs.sort()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
+    import spatial_refine as sr  # each run's own process imports it again (memory is per run)
+
+    info = {
+        **machine(args.device),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "argv": " ".join(sys.argv[1:]),
+        "epochs": args.epochs,
+        "label_fraction": args.label_fraction,
+        "label_cap": args.label_cap,
+        "class_weight": inspect.signature(sr.RefineAnnotator.train).parameters["class_weight"].default,
+        "refit": inspect.signature(sr.RefineAnnotator.train).parameters["refit"].default,
+    }
     rows = []
     for size, encoder, batch in runs:
         load_before = os.getloadavg()[0]
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", f"{size}:{encoder}:{batch}", "--epochs",
                    str(args.epochs), "--label-fraction", str(args.label_fraction), "--label-cap",
-                   str(args.label_cap), "--seed", str(args.seed), *(["--new-slice"] if args.new_slice else [])]
+                   str(args.label_cap), "--seed", str(args.seed), "--device", args.device,
+                   *(["--new-slice"] if args.new_slice else [])]
         proc = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
         out = proc.stdout.splitlines()
         print("\n".join(line for line in out if not line.startswith("RESULT ")), flush=True)
@@ -398,21 +431,9 @@ def main() -> None:
         row = json.loads(out[-1].removeprefix("RESULT "))
         row["load_before"], row["load_after"] = round(load_before, 2), round(os.getloadavg()[0], 2)
         rows.append(row)
+        write_results(rows, info, args.stem)  # after every run: a later run that fails or is stopped loses only itself
     if not rows:
         sys.exit("no run succeeded")
-    import spatial_refine as sr  # here, not at the top: each run's own process imports it (memory is per run)
-
-    info = {
-        **machine(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "argv": " ".join(sys.argv[1:]),
-        "epochs": args.epochs,
-        "label_fraction": args.label_fraction,
-        "label_cap": args.label_cap,
-        "class_weight": inspect.signature(sr.RefineAnnotator.train).parameters["class_weight"].default,
-        "refit": inspect.signature(sr.RefineAnnotator.train).parameters["refit"].default,
-    }
-    write_results(rows, info, args.stem)
     keys = ["n_cells", "encoder", "batch", "regime", *[f"time_{p}_s" for p in PHASES], "peak_rss_gib", "unlabelled_accuracy"]
     print("\t".join(keys))
     for r in rows:
