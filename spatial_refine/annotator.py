@@ -1070,7 +1070,10 @@ class RefineAnnotator:
         order = np.argsort(cells)
         batch_size = self.train_settings_["batch_size"]
         data = self._batches(inputs, cells[order], depth, y=None, shuffle=False, batch_size=batch_size, inference=True)
-        outputs = predict_outputs(model, data, device=device)
+        try:
+            outputs = predict_outputs(model, data, device=device)
+        finally:
+            model.cpu()  # members live on the CPU between calls, as training leaves them
         if isinstance(data, GraphBatches):
             returned = data.predict_order()
             position = np.searchsorted(cells[order], returned)

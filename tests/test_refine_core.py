@@ -184,7 +184,8 @@ def test_start_auto_tries_the_probe_and_the_residual_start_and_keeps_the_lower_v
     model = build_strategy("refine", n_outputs=2, encoder=MLPEncoder(N_IN, (8,)), feature_dim=N_FEAT)
     assert model.start == "auto"
     model.fit_feature_statistics(train.tensors["features"])
-    history = fit(model, train, val, config=TrainConfig(max_epochs=5, random_state=0))
+    # on the CPU: the validation loss is recomputed below in float32 (CUDA training autocasts it to bf16)
+    history = fit(model, train, val, config=TrainConfig(max_epochs=5, random_state=0, device="cpu"))
     assert set(history.start_val_loss) == {"probe", "residual"}
     assert history.start == min(history.start_val_loss, key=history.start_val_loss.get)
     assert history.warm_start is not None  # the baseline the kept run started from
@@ -255,8 +256,8 @@ def test_replay_of_a_kept_start_trains_no_epoch_after_it():
     before = copy.deepcopy(model.state_dict())
     replayed = fit(model, _tiny_refine_data(0), None, replay=history)
     assert replayed.train_loss == [] and replayed.best_epoch == -1
-    for name, value in model.state_dict().items():
-        torch.testing.assert_close(value, before[name], rtol=0, atol=0)
+    for name, value in model.state_dict().items():  # fit moved the model to its device: compare the values
+        torch.testing.assert_close(value.cpu(), before[name], rtol=0, atol=0)
 
 
 def test_replay_refuses_validation_and_a_warm_start_it_cannot_rebuild():
@@ -600,7 +601,8 @@ def test_class_weighted_validation_loss_is_one_weighted_mean_over_all_batches():
         val = TensorBatches({"x": x_val, "y": y_val}, batch_size=batch_size)
         state = copy.deepcopy(model.state_dict())
         run = fit(model, train, val, weights=weights,
-                  config=TrainConfig(lr=1e-30, weight_decay=0.0, max_epochs=1, patience=None, random_state=0))  # ~no step
+                  config=TrainConfig(lr=1e-30, weight_decay=0.0, max_epochs=1, patience=None, random_state=0,
+                                     device="cpu"))  # ~no step; float32, as the reference below
         model.load_state_dict(state)
         history[batch_size] = run.val_loss[0]
     with torch.no_grad():
@@ -610,3 +612,22 @@ def test_class_weighted_validation_loss_is_one_weighted_mean_over_all_batches():
     expected = np.sum(w * -log_p) / np.sum(w)
     assert history[None] == pytest.approx(expected, rel=1e-5)
     assert history[2] == pytest.approx(expected, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- CUDA (skipped without a GPU)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs these on one)")
+@pytest.mark.parametrize("strategy", ["refine", "notrans", "linear_probe"])
+def test_cuda_fit_predicts_what_the_cpu_predicts_with_the_same_weights(tmp_path, strategy):
+    X, y = toy_data(120)
+    source = torch.randn(120, 5, generator=torch.Generator().manual_seed(0)).numpy()
+    clf = RefineClassifier(strategy, max_epochs=5, hidden_sizes=(8,), device="cuda", random_state=0)
+    clf.fit(X, y, source_features=source)
+    on_gpu = clf.predict_proba(X, source_features=source)
+    np.testing.assert_allclose(clf.predict_proba(X, source_features=source), on_gpu, rtol=1e-5, atol=1e-6)
+    clf.device = "cpu"  # the same weights, float32 inference on the CPU
+    np.testing.assert_allclose(clf.predict_proba(X, source_features=source), on_gpu, rtol=1e-5, atol=1e-6)
+    loaded = RefineClassifier.load(clf.save(tmp_path / "m"))
+    loaded.device = "cuda"
+    np.testing.assert_allclose(loaded.predict_proba(X, source_features=source), on_gpu, rtol=1e-5, atol=1e-6)

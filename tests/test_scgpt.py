@@ -82,7 +82,8 @@ def make_adata(n_cells: int = 60, seed: int = 0) -> ad.AnnData:
 
 
 def embed(adata: ad.AnnData, model_dir: Path, **kwargs) -> np.ndarray:
-    opts = {"max_length": MAX_LEN, "batch_size": 8, "progress": False, **kwargs}
+    # on the CPU unless asked: the references here are float32 (on CUDA "auto" precision is fp16 autocast)
+    opts = {"max_length": MAX_LEN, "batch_size": 8, "progress": False, "device": "cpu", **kwargs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         out = sr.tl.scgpt_embed(adata, model_dir, copy=True, **opts)
@@ -504,7 +505,7 @@ def test_outputs_and_provenance(model_dir):
     adata = make_adata()
     before = adata.copy()
     with pytest.warns(UserWarning, match="2 cell\\(s\\) express none of the matched genes"):
-        result = sr.tl.scgpt_embed(adata, model_dir, max_length=MAX_LEN, random_state=5, progress=False)
+        result = sr.tl.scgpt_embed(adata, model_dir, max_length=MAX_LEN, random_state=5, progress=False, device="cpu")
     assert result is None
     emb = adata.obsm["X_scGPT"]
     assert emb.shape == (60, D) and emb.dtype == np.float32
@@ -765,3 +766,17 @@ def test_backed_real_counts_file_streams_like_in_memory(tmp_path):
     np.testing.assert_allclose(backed.obsm["X_scGPT"], in_memory.obsm["X_scGPT"], atol=1e-5)
     assert backed.uns["X_scGPT"]["genes"]["n_matched"] == sum(g.upper() in census for g in backed.var_names)
     backed.file.close()
+
+
+# --------------------------------------------------------------------------- CUDA (skipped without a GPU)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs these on one)")
+def test_cuda_embeddings_match_the_cpu_in_fp32_and_fp16(model_dir):
+    adata = make_adata(40)
+    reference = embed(adata, model_dir, random_state=1)
+    fp32 = embed(adata, model_dir, random_state=1, device="cuda", precision="fp32")
+    np.testing.assert_allclose(fp32, reference, atol=1e-4)
+    fp16 = embed(adata, model_dir, random_state=1, device="cuda")  # "auto": fp16 autocast, as scGPT runs
+    np.testing.assert_allclose(fp16, reference, atol=2e-2)
+    assert fp16.dtype == np.float32 and np.isfinite(fp16).all()

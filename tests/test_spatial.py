@@ -427,8 +427,8 @@ def test_refit_trains_the_kept_networks_again_on_every_labelled_cell(tmp_path, o
     assert any(isinstance(m.model, torch.nn.Module) for m in split.members_)
     for again, kept in zip(refit.members_, split.members_, strict=True):
         if isinstance(kept.model, torch.nn.Module):
-            assert not torch.equal(next(iter(again.model.state_dict().values())),
-                                   next(iter(kept.model.state_dict().values())))
+            assert not torch.equal(next(iter(again.model.state_dict().values())).cpu(),
+                                   next(iter(kept.model.state_dict().values())).cpu())
     predicted = refit.predict()
     labels = predicted.columns.to_numpy()[predicted.to_numpy().argmax(1)]
     assert (labels[hidden_cells] == adata.obs["label"].to_numpy()[hidden_cells]).mean() > 0.85
@@ -980,3 +980,27 @@ def test_effective_number_weights_are_the_formula_and_reach_the_fits():
     gnn.train(max_epochs=5, class_weight=_effective_weights(adata.obs["train_label"]))
     assert default.train_settings_["class_weight"] == "effective"
     np.testing.assert_allclose(default.predict().to_numpy(), gnn.predict().to_numpy(), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- CUDA (skipped without a GPU)
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs these on one)")
+
+
+@needs_cuda
+@pytest.mark.parametrize(("encoder", "hidden"), [("sign", "auto"), ("sage", 64)])
+def test_cuda_training_predicts_the_same_on_every_call_device_and_round_trip(tmp_path, encoder, hidden):
+    # predictions are float32 on every device: a GPU's atomic scatter order moves them by float rounding only
+    adata = grid_tissue(side=16)
+    hide_labels(adata, 0.3)
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", encoder=encoder, hidden=hidden, n_layers=1)
+    model.train(max_epochs=20, device="cuda")
+    on_gpu = model.predict(device="cuda")
+    pd.testing.assert_frame_equal(model.predict(device="cuda"), on_gpu, rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(model.predict(device="cpu"), on_gpu, rtol=1e-5, atol=1e-6)
+    for member in model.members_:  # the networks stay on the CPU between calls
+        if isinstance(member.model, torch.nn.Module):
+            assert {p.device.type for p in member.model.parameters()} == {"cpu"}
+    loaded = sr.RefineAnnotator.load(model.save(tmp_path / "m"))
+    pd.testing.assert_frame_equal(loaded.predict(adata, device="cuda"), on_gpu, rtol=1e-5, atol=1e-6)

@@ -40,7 +40,8 @@ class TrainConfig:
         ``min_delta``; the best epoch's weights are restored. ``patience=None`` trains all epochs (and
         still restores the best epoch when there is a validation set).
     mixed_precision
-        Autocast on CUDA (bf16 where supported, else fp16 with loss scaling). Ignored on CPU and MPS.
+        Autocast on CUDA during training (bf16 where supported, else fp16 with loss scaling). Ignored on CPU
+        and MPS. Predictions (:func:`predict_outputs`) run in float32 unless asked otherwise.
     device
         ``"auto"`` (CUDA, then MPS, then CPU) or an explicit device.
     random_state
@@ -511,9 +512,24 @@ def _train_once(
 
 @torch.no_grad()
 def predict_outputs(
-    model: TransferModel, data: Batches, *, device: str | torch.device = "auto", mixed_precision: bool = True
+    model: TransferModel, data: Batches, *, device: str | torch.device = "auto", mixed_precision: bool = False
 ) -> torch.Tensor:
-    """Raw outputs (logits or values) for every row that counts (``mask``), concatenated, float32 on CPU."""
+    """Raw outputs (logits or values) for every row that counts (``mask``), concatenated, float32 on CPU.
+
+    Parameters
+    ----------
+    model
+        A trained strategy; it is moved to ``device`` and left there in eval mode.
+    data
+        Batch source of the rows to predict.
+    device
+        ``"auto"`` (CUDA, then MPS, then CPU) or an explicit device.
+    mixed_precision
+        Autocast on CUDA. Off by default: in float32 a model gives the same outputs on every call and on every
+        device up to float rounding (about 1e-7), where bf16 autocast moves them by up to about 1e-3, enough for
+        a save/load round trip or a full-batch vs minibatch pass to disagree on a GPU. The networks here are
+        small, so float32 inference costs little; turn it on for a large frozen source on a GPU.
+    """
     device = resolve_device(device)
     model.to(device).eval()
     outputs = []
