@@ -984,11 +984,8 @@ def test_effective_number_weights_are_the_formula_and_reach_the_fits():
 
 # --------------------------------------------------------------------------- CUDA (skipped without a GPU)
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs these on one)")
 
-
-@needs_cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs these on one)")
 @pytest.mark.parametrize(("encoder", "hidden"), [("sign", "auto"), ("sage", 64)])
 def test_cuda_training_predicts_the_same_on_every_call_device_and_round_trip(tmp_path, encoder, hidden):
     # predictions are float32 on every device: a GPU's atomic scatter order moves them by float rounding only

@@ -526,9 +526,9 @@ def predict_outputs(
         ``"auto"`` (CUDA, then MPS, then CPU) or an explicit device.
     mixed_precision
         Autocast on CUDA. Off by default: in float32 a model gives the same outputs on every call and on every
-        device up to float rounding (about 1e-7), where bf16 autocast moves them by up to about 1e-3, enough for
-        a save/load round trip or a full-batch vs minibatch pass to disagree on a GPU. The networks here are
-        small, so float32 inference costs little; turn it on for a large frozen source on a GPU.
+        device up to float32 rounding, where under bf16 autocast the order of a GPU's atomic sums moved one
+        model's probabilities by up to 6e-4 between calls (enough for a save/load round trip or a full-batch vs
+        minibatch pass to disagree). Turn it on to trade that for speed, e.g. with a large frozen source.
     """
     device = resolve_device(device)
     model.to(device).eval()
