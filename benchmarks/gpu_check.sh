@@ -11,6 +11,8 @@
 # 3. The scGPT embedding benchmark (benchmarks/bench_scgpt_embed.py) on the GPU, when DATA holds
 #    scgpt/vocab_default_census.json and spatial/seqfish_lohoff_embryo_3embryos.h5ad.
 #
+# Needs: a CUDA build of torch with torch-geometric, and the packages of benchmarks/gpu_check_requirements.txt
+# (that file says how to carry them to a machine without a package index).
 # Usage (repository root; OUT = folder for the logs and results, DATA = the shared data folder):
 #     OUT=/tmp/gpu_check DATA=../shared/data bash benchmarks/gpu_check.sh
 # The results files are also packed into $OUT/results.tgz after each step.
