@@ -62,7 +62,8 @@ def synthetic_scores():
             train = make_transfer_task(case, 500, random_state=seed)
             test = make_transfer_task(case, 2000, random_state=1000 + seed)
             for strategy in ("notrans", "linear_probe", "refine"):
-                clf = RefineClassifier(strategy, random_state=seed).fit(
+                # on the CPU: 45 small fits, which on a GPU shared by test workers exceeded 120 s (2026-12-04)
+                clf = RefineClassifier(strategy, random_state=seed, device="cpu").fit(
                     train.X, train.y, source_features=train.features
                 )
                 acc = clf.score(test.X, test.y, source_features=test.features)
