@@ -404,7 +404,9 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
     import spatial_refine as sr  # each run's own process imports it again (memory is per run)
+    from spatial_refine._device import resolve_device
 
+    resolve_device(args.device)  # an unknown or absent device: the library's clear error, before any run
     info = {
         **machine(args.device),
         "date": time.strftime("%Y-%m-%d %H:%M"),
