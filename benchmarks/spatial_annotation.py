@@ -283,29 +283,21 @@ def train_and_predict(setting: Setting, labelled: np.ndarray, seed: int, *, clas
     (the query slice, or the reference's other cells) and their true labels. ``with_query``: the query slice (if
     the task has one) is in the training AnnData too, unlabelled, beside the reference (one graph per slice), as
     scANVI's users and self-training (``train(self_training=...)``) use it; its cells are then predicted there."""
-    if with_query and setting.query is not None:
-        joint = with_query_slice(setting)
-        truth = setting.reference.obs[setting.labels_key].astype(str).to_numpy()
-        train_labels = np.full(joint.n_obs, np.nan, dtype=object)
-        train_labels[labelled] = truth[labelled]
-        joint.obs["_train_labels"] = pd.Categorical(train_labels)
-        model = sr.RefineAnnotator(joint, "_train_labels", **options)
-        model.train(random_state=seed, class_weight=class_weight, **(train_options or {}))
-        proba = model.predict(joint).iloc[setting.reference.n_obs:]
-        y_true = setting.query.obs[setting.labels_key].astype(str).to_numpy()
-        return model, proba.columns.to_numpy()[proba.to_numpy().argmax(1)], y_true
     reference = setting.reference
+    joint = with_query and setting.query is not None
+    data = with_query_slice(setting) if joint else reference  # reference cells first: `labelled` holds there
     truth = reference.obs[setting.labels_key].astype(str).to_numpy()
-    train_labels = np.full(reference.n_obs, np.nan, dtype=object)
+    train_labels = np.full(data.n_obs, np.nan, dtype=object)
     train_labels[labelled] = truth[labelled]
-    reference.obs["_train_labels"] = pd.Categorical(train_labels)
+    data.obs["_train_labels"] = pd.Categorical(train_labels)
     try:
-        model = sr.RefineAnnotator(reference, "_train_labels", **options)
+        model = sr.RefineAnnotator(data, "_train_labels", **options)
         model.train(random_state=seed, class_weight=class_weight, **(train_options or {}))
     finally:
-        del reference.obs["_train_labels"]
-    if setting.query is not None:
-        proba, y_true = model.predict(setting.query), setting.query.obs[setting.labels_key].astype(str).to_numpy()
+        del data.obs["_train_labels"]
+    if setting.query is not None:  # the new slice: in the joint AnnData (after the reference's cells), or its own
+        proba = model.predict(data).iloc[reference.n_obs:] if joint else model.predict(setting.query)
+        y_true = setting.query.obs[setting.labels_key].astype(str).to_numpy()
     else:
         test = np.setdiff1d(np.arange(reference.n_obs), labelled)
         proba, y_true = model.predict(reference).iloc[test], truth[test]

@@ -634,9 +634,8 @@ class RefineAnnotator:
         true_labelled, true_codes = self.labelled_, self.codes_
         self.pseudo_labelled_ = None
         if self_training is not None:  # pseudo-labels from the split's models join the labels for the refit
-            split_members = [_Member(results[n][0].hidden, depth, model, results[n][0].inputs,
-                                     weight_of[n] / len(results[n][1].parts)) for n in kept
-                             for depth, model in results[n][1].parts]
+            split_members, _ = self._kept_members(kept, results, weight_of, inputs, index, False, config,
+                                                  class_weight, batch_size, random_state)  # as fitted on the split
             cells, codes = self._pseudo_labels(inputs, split_members, self_training, device, pseudo_candidates)
             self.labelled_ = np.concatenate([true_labelled, cells])
             self.codes_ = np.concatenate([true_codes, codes.astype(true_codes.dtype)])
