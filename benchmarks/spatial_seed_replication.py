@@ -92,6 +92,7 @@ def run_refine_variant(task: str, ns: list[int], reps: list[str], seeds: list[in
                              "macro_f1": f1_score(y_true, y_pred, average="macro"),
                              "accuracy": accuracy_score(y_true, y_pred),
                              "weights": str(model.metrics_.get("ensemble_weights")),
+                             "smoothing": model.smoothing_,
                              "seconds": time.perf_counter() - start})
                 print(rows[-1], flush=True)
     finally:

@@ -60,7 +60,8 @@ def refine(
     - ``obs[f"{key_added}_confidence"]``: probability of that label;
     - ``obsm[f"{key_added}_proba"]``: class probabilities (columns in ``uns[key_added]["classes"]``);
     - ``uns[key_added]``: ``params``, ``classes``, validation ``metrics``, ``class_weight`` (``"effective"``,
-      ``"balanced"``, ``"None"`` or the dict given, as text) and the kept members' ``hidden``, ``n_layers`` and ensemble ``weights``.
+      ``"balanced"``, ``"None"`` or the dict given, as text), the kept members' ``hidden``, ``n_layers`` and ensemble
+      ``weights``, and ``smoothing``, the strength of the predictions' smoothing over the graph (0: none).
 
     Parameters
     ----------
@@ -119,6 +120,7 @@ def refine(
         "hidden": _joined([m.name if m.hidden is None else int(m.hidden) for m in model.members_]),
         "n_layers": _joined([int(m.n_layers) for m in model.members_]),
         "weights": _joined([float(m.weight) for m in model.members_]),
+        "smoothing": float(model.smoothing_),  # the predictions' smoothing over the graph (0: none)
     }
     return (adata, model) if copy else model
 

@@ -41,7 +41,7 @@ from .refine._validation import stratified_split as _stratified_split
 from .refine.ensemble import log_loss
 from .refine.estimator import _dict_class_weights
 from .refine.graph import GraphBatches
-from .refine.neighbors import neighbor_aggregate
+from .refine.neighbors import neighbor_aggregate, smooth_probabilities
 
 __all__ = ["ENCODERS", "STRATEGIES", "RefineAnnotator"]
 
@@ -113,6 +113,11 @@ SELF_TRAINING_FRACTION = 0.5
 #: at most this many pseudo-labelled cells (self-training), each predicted class keeping its share: the refit's
 #: cost stays bounded on large data
 SELF_TRAINING_MAX_CELLS = 20_000
+#: ``train(smoothing="auto")``: the strengths ``alpha`` of the smoothing of REFINE's predicted probabilities over the
+#: spatial graph tried on the validation cells (0: none; :func:`~spatial_refine.refine.neighbors.smooth_probabilities`)
+SMOOTHING_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9)
+#: propagation steps of the smoothing (hops over which a cell's prediction reaches others)
+SMOOTHING_STEPS = 10
 #: ``class_weight="effective"``: beta of the inverse effective number of a class's labelled cells (Cui et al. 2019)
 EFFECTIVE_NUMBER_BETA = 0.99
 # BLAS threads while scikit-learn fits a logistic regression (None: no limit). numpy and scipy each bring their
@@ -320,6 +325,8 @@ class RefineAnnotator:
         self.codes_ = codes
         #: cells pseudo-labelled by self-training (positions in ``adata.obs``; ``train(self_training=...)``)
         self.pseudo_labelled_: np.ndarray | None = None
+        #: strength of the smoothing of the predicted probabilities over the graph (0: none; ``train(smoothing=...)``)
+        self.smoothing_ = 0.0
         self.graph_params_ = _graph_params(adata, graph_key)
         #: the fitted models whose class probabilities are averaged with their weights (one, or those ensemble
         #: selection kept with ``hidden="auto"``); ``model_``, ``hidden_`` and ``n_layers_`` are those of the
@@ -446,6 +453,7 @@ class RefineAnnotator:
         refit: bool | Literal["linear"] = True,
         depth_folds: int | Literal["auto"] | None = "auto",
         self_training: float | Literal["auto"] | None = "auto",
+        smoothing: float | Literal["auto"] | None = None,
         device: str = "auto",
         random_state: int = 0,
         progress: bool = False,
@@ -538,6 +546,18 @@ class RefineAnnotator:
         candidate (any strategy). ``None``: no self-training. ``pseudo_labelled_`` holds the pseudo-labelled
         cells (positions in ``adata.obs``), ``metrics_["n_pseudo_labelled"]`` their number and
         ``train_settings_["self_training"]`` the fraction used (``None``: none).
+
+        ``smoothing``: the predicted class probabilities propagated over the spatial graph,
+        ``Z <- (1 - alpha) p + alpha P Z`` for :data:`SMOOTHING_STEPS` steps (``P`` the neighbour mean;
+        :func:`~spatial_refine.refine.neighbors.smooth_probabilities`): each cell keeps ``1 - alpha`` of its own
+        prediction and takes the rest from its neighbourhood, at every :meth:`predict` (on the graph of the
+        AnnData predicted). Neighbouring cells that share a label (anatomical regions) then correct each other's
+        errors; cell types, which neighbours do not share, blur. ``"auto"``: for ``strategy="refine"``, ``alpha``
+        is chosen among :data:`SMOOTHING_ALPHAS` (0, none, included) by the validation log-loss of the split's
+        models' smoothed predictions, once the split has made its other choices (``smoothing_``;
+        ``metrics_["smoothing_tried"]`` the loss of each; the other ``metrics_`` are those before smoothing);
+        nothing for the other strategies. A number in [0, 1): that ``alpha`` (strategies with a graph).
+        ``None``: no smoothing. Self-training's pseudo-labels come from the unsmoothed predictions.
         """
         if self.adata is None:
             raise RuntimeError(
@@ -551,6 +571,15 @@ class RefineAnnotator:
                 f"self_training must be 'auto', None or the fraction in (0, 1] of each predicted class's unlabelled "
                 f"cells to pseudo-label, got {self_training!r}."
             )
+        if not (smoothing is None or (isinstance(smoothing, str) and smoothing == "auto") or (
+            isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool) and 0 <= smoothing < 1
+        )):
+            raise ValueError(f"smoothing must be 'auto', None or the strength alpha in [0, 1) of the smoothing of the "
+                             f"predictions over the graph, got {smoothing!r}.")
+        if isinstance(smoothing, (int, float)) and smoothing > 0 and not self.uses_graph:
+            raise ValueError(f"smoothing propagates predictions over the spatial graph, which strategy "
+                             f"{self.params['strategy']!r} does not read: use one of {sorted(_USES_GRAPH)} or "
+                             f"smoothing=None.")
         if isinstance(class_weight, dict):  # one weight per class code; the settings keep it JSON-safe
             # class names are text here (numeric labels too), so keys match by their text: {1: 3.0} names "1"
             by_name = {str(k): v for k, v in class_weight.items()}
@@ -608,6 +637,7 @@ class RefineAnnotator:
             "refit": refit,
             "depth_folds": depth_folds,
             "self_training": self_training,
+            "smoothing": smoothing,
             "random_state": random_state,
         }
         config = TrainConfig(lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, patience=patience,
@@ -633,10 +663,18 @@ class RefineAnnotator:
         kept = sorted((n for n in names if weight_of[n] > 0), key=lambda n: (-weight_of[n], results[n][1].val_loss))
         true_labelled, true_codes = self.labelled_, self.codes_
         self.pseudo_labelled_ = None
-        if self_training is not None:  # pseudo-labels from the split's models join the labels for the refit
+        choose_smoothing = smoothing == "auto" and self.params["strategy"] == "refine"
+        self.smoothing_ = float(smoothing) if isinstance(smoothing, (int, float)) else 0.0
+        smoothing_tried, split_proba = None, None
+        if self_training is not None or choose_smoothing:
             split_members, _ = self._kept_members(kept, results, weight_of, inputs, index, False, config,
                                                   class_weight, batch_size, random_state)  # as fitted on the split
-            cells, codes = self._pseudo_labels(inputs, split_members, self_training, device, pseudo_candidates)
+        if choose_smoothing:  # on the split's predictions of every cell, scored on the validation cells
+            split_proba = self._predict_proba(inputs, np.arange(self.adata.n_obs), device, split_members)
+            self.smoothing_, smoothing_tried = self._choose_smoothing(split_proba, inputs, val_pos)
+        if self_training is not None:  # pseudo-labels from the split's models join the labels for the refit
+            cells, codes = self._pseudo_labels(inputs, split_members, self_training, device, pseudo_candidates,
+                                               split_proba)
             self.labelled_ = np.concatenate([true_labelled, cells])
             self.codes_ = np.concatenate([true_codes, codes.astype(true_codes.dtype)])
             index = np.arange(len(self.labelled_))
@@ -670,6 +708,8 @@ class RefineAnnotator:
         self.metrics_["refit"] = refitted
         if self.pseudo_labelled_ is not None:
             self.metrics_["n_pseudo_labelled"] = len(self.pseudo_labelled_)
+        if smoothing_tried is not None:
+            self.metrics_["smoothing"], self.metrics_["smoothing_tried"] = self.smoothing_, smoothing_tried
         self.validation_indices_ = np.sort(self.labelled_[val_pos])
         return self
 
@@ -704,16 +744,17 @@ class RefineAnnotator:
         return np.flatnonzero(~np.isin(slices, np.unique(slices[self.labelled_])))
 
     def _pseudo_labels(self, inputs: _Inputs, members: list[_Member], fraction: float, device: str,
-                       candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       candidates: np.ndarray | None = None, proba: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """The cells to pseudo-label (positions in ``adata.obs``; among ``candidates``, default every unlabelled
-        cell) and their class codes: the weighted mean of ``members``' probabilities, then
-        :func:`_confident_per_class`."""
+        cell) and their class codes: the weighted mean of ``members``' probabilities (``proba``: already computed
+        for every cell), then :func:`_confident_per_class`."""
         unlabelled = np.setdiff1d(np.arange(self.adata.n_obs), self.labelled_)
         if candidates is not None:
             unlabelled = np.intersect1d(unlabelled, candidates)
         if len(unlabelled) == 0:
             return unlabelled, np.empty(0, dtype=np.int64)
-        proba = sum(m.weight * self._member_proba(m, inputs, unlabelled, device) for m in members)
+        proba = self._predict_proba(inputs, unlabelled, device, members) if proba is None else proba[unlabelled]
         rows, codes = _confident_per_class(proba, fraction, SELF_TRAINING_MAX_CELLS)
         return unlabelled[rows], codes
 
@@ -1049,12 +1090,25 @@ class RefineAnnotator:
 
     # ------------------------------------------------------------------------------------------------
     # prediction
-    def _predict_proba(self, inputs: _Inputs, cells: np.ndarray, device: str = "auto") -> np.ndarray:
-        """Class probabilities of ``cells``: the weighted mean over :attr:`members_`."""
-        proba = self.members_[0].weight * self._member_proba(self.members_[0], inputs, cells, device)
-        for member in self.members_[1:]:
+    def _predict_proba(self, inputs: _Inputs, cells: np.ndarray, device: str = "auto",
+                       members: list[_Member] | None = None) -> np.ndarray:
+        """Class probabilities of ``cells``: the weighted mean over ``members`` (default :attr:`members_`),
+        unsmoothed."""
+        members = self.members_ if members is None else members
+        proba = members[0].weight * self._member_proba(members[0], inputs, cells, device)
+        for member in members[1:]:
             proba += member.weight * self._member_proba(member, inputs, cells, device)
         return proba
+
+    def _choose_smoothing(self, proba: np.ndarray, inputs: _Inputs, val_pos: np.ndarray) -> tuple[float, dict]:
+        """The smoothing strength of :data:`SMOOTHING_ALPHAS` whose smoothing of ``proba`` (every cell) has the
+        lowest log-loss on the validation cells (ties: the weaker), and each one's loss."""
+        cells, codes = self.labelled_[val_pos], self.codes_[val_pos]
+        tried = {}
+        for alpha in SMOOTHING_ALPHAS:
+            smoothed = smooth_probabilities(proba, inputs.adjacency, alpha, SMOOTHING_STEPS)
+            tried[alpha] = log_loss(smoothed[cells], codes)
+        return min(tried, key=tried.get), tried
 
     def _member_proba(self, member: _Member, inputs: _Inputs, cells: np.ndarray, device: str) -> np.ndarray:
         model, depth = member.model, member.n_layers
@@ -1101,6 +1155,8 @@ class RefineAnnotator:
         self.gene_overlap(adata, min_gene_overlap)
         inputs = self._inputs(adata)
         proba = self._predict_proba(inputs, np.arange(adata.n_obs), device)
+        if self.smoothing_ > 0:
+            proba = smooth_probabilities(proba, inputs.adjacency, self.smoothing_, SMOOTHING_STEPS)
         return pd.DataFrame(proba, index=adata.obs_names, columns=self.classes_)
 
     def gene_overlap(self, adata: AnnData, min_gene_overlap: float = 0.5) -> dict[str, int]:
@@ -1149,6 +1205,7 @@ class RefineAnnotator:
             "train_settings": self.train_settings_,
             "metrics": self.metrics_,
             "graph_params": self.graph_params_,
+            "smoothing": self.smoothing_,
         }
         arrays = {"input_mean": self.input_mean_, "input_std": self.input_std_}
         for i, member in enumerate(self.members_):  # "member{i}.{name}": the member's arrays or state dict
@@ -1185,6 +1242,7 @@ class RefineAnnotator:
         self.graph_params_ = config["graph_params"]
         self.history_ = None
         self.pseudo_labelled_ = None  # positions in the reference, which a loaded model does not have
+        self.smoothing_ = float(config.get("smoothing", 0.0))  # files before smoothing: none
         arrays = load_numpy(str(path / "model.safetensors"))
         if version == 1:  # a single model, its weights under "model."
             hidden = config.get("hidden", self.params["hidden"])  # files before hidden="auto": the parameter

@@ -1001,3 +1001,155 @@ def test_cuda_training_predicts_the_same_on_every_call_device_and_round_trip(tmp
             assert {p.device.type for p in member.model.parameters()} == {"cpu"}
     loaded = sr.RefineAnnotator.load(model.save(tmp_path / "m"))
     pd.testing.assert_frame_equal(loaded.predict(adata, device="cuda"), on_gpu, rtol=1e-5, atol=1e-6)
+
+
+def _smoothed_by_hand(proba: np.ndarray, adjacency: sp.spmatrix, alpha: float, steps: int) -> np.ndarray:
+    """The closed form of ``steps`` propagation steps from ``Z = p``: ``(1 - a) sum_{k<K} a^k P^k p + a^K P^K p``,
+    ``P`` the dense neighbour mean (a node without neighbours its own)."""
+    dense = (sp.csr_matrix(adjacency).toarray() != 0).astype(float)
+    np.fill_diagonal(dense, 0)
+    degree = dense.sum(1)
+    dense[degree == 0, degree == 0] = 1.0
+    mean = dense / dense.sum(1, keepdims=True)
+    total = sum((1 - alpha) * alpha**k * np.linalg.matrix_power(mean, k) for k in range(steps))
+    return (total + alpha**steps * np.linalg.matrix_power(mean, steps)) @ proba
+
+
+def test_smooth_probabilities_is_the_personalised_pagerank_sum():
+    from spatial_refine.refine.neighbors import smooth_probabilities
+
+    rng = np.random.default_rng(0)
+    upper = np.triu(rng.random((9, 9)) < 0.35, 1)
+    upper[8] = upper[:, 8] = False  # node 8: isolated
+    adjacency = sp.csr_matrix(upper | upper.T)
+    proba = rng.dirichlet(np.ones(3), size=9)
+    for alpha, steps in ((0.5, 1), (0.9, 10), (0.3, 4)):
+        smoothed = smooth_probabilities(proba, adjacency, alpha, steps)
+        np.testing.assert_allclose(smoothed, _smoothed_by_hand(proba, adjacency, alpha, steps), atol=1e-6)
+        np.testing.assert_allclose(smoothed.sum(1), 1.0, atol=1e-6)  # still probabilities
+        np.testing.assert_allclose(smoothed[8], proba[8], atol=1e-7)  # no neighbour: its own prediction
+    # one step by hand on the path 0 - 1 - 2: node 1 keeps half of its own and takes half of its neighbours' mean
+    path = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]]))
+    p = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_allclose(smooth_probabilities(p, path, 0.5, 1), [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]])
+    np.testing.assert_array_equal(smooth_probabilities(proba, adjacency, 0.0), proba.astype(np.float32))
+    for alpha, steps, shape, message in ((1.0, 10, (9, 3), "alpha"), (-0.1, 10, (9, 3), "alpha"),
+                                         (0.5, -1, (9, 3), "steps"), (0.5, 10, (8, 3), "n_nodes")):
+        with pytest.raises(ValueError, match=message):
+            smooth_probabilities(np.full(shape, 1 / 3), adjacency, alpha, steps)
+
+
+def _grid_adjacency(side: int) -> sp.csr_matrix:
+    n = side * side
+    cols = np.arange(n) % side
+    pairs = [(i, i + 1) for i in range(n) if cols[i] < side - 1] + [(i, i + side) for i in range(n - side)]
+    i, j = np.array(pairs).T
+    return sp.coo_matrix((np.ones(2 * len(i)), (np.r_[i, j], np.r_[j, i])), shape=(n, n)).tocsr()
+
+
+def _labelled_grid(label: np.ndarray, signal: np.ndarray, side: int, seed: int) -> ad.AnnData:
+    """A side x side grid whose gene 0 carries ``signal`` plus unit noise (other genes and the representation:
+    noise); 30 % of the labels kept in ``train_label``."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(side * side, 4)).astype(np.float32)
+    X[:, 0] += signal
+    adata = ad.AnnData(X, obs=pd.DataFrame({"label": label}, index=[f"c{k}" for k in range(side * side)]))
+    adata.var_names = [f"g{k}" for k in range(4)]
+    adata.obsm["X_rep"] = rng.normal(size=(side * side, 4)).astype(np.float32)
+    adata.obsp["spatial_connectivities"] = _grid_adjacency(side)
+    hide_labels(adata, 0.7, seed)
+    return adata
+
+
+def _region_tissue(side: int = 24, seed: int = 0) -> ad.AnnData:
+    """Three vertical bands (regions) whose cells express gene 0 at 0, 1, 2 under unit noise: a cell alone is
+    often misread, its neighbours share its label."""
+    band = np.minimum(3 * (np.arange(side * side) % side) // side, 2)
+    return _labelled_grid(np.array(["left", "middle", "right"])[band], band.astype(np.float32), side, seed)
+
+
+def _cell_type_tissue(side: int = 24, seed: int = 0) -> ad.AnnData:
+    """Two cell types at random positions, gene 0 at 0 or 3 under unit noise: neighbours say nothing of a cell."""
+    kind = np.random.default_rng(seed + 1).integers(0, 2, side * side)
+    return _labelled_grid(np.array(["A", "B"])[kind], 3.0 * kind, side, seed)
+
+
+def _hidden_accuracy(model, adata) -> float:
+    proba = model.predict()
+    hidden = adata.obs["train_label"].isna().to_numpy()
+    predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
+    return float((predicted[hidden] == adata.obs["label"].to_numpy()[hidden]).mean())
+
+
+def test_smoothing_auto_is_chosen_on_the_split_models_validation_loss(tmp_path):
+    from spatial_refine.annotator import SMOOTHING_ALPHAS, SMOOTHING_STEPS
+    from spatial_refine.refine.ensemble import log_loss
+
+    adata = _region_tissue()
+    before = adata.copy()
+    options = {"rep_key": "X_rep", "hidden": None, "n_layers": 1}
+    model = sr.RefineAnnotator(adata, "train_label", **options).train(smoothing="auto")
+    plain = sr.RefineAnnotator(adata, "train_label", **options).train(smoothing=None)
+    split = sr.RefineAnnotator(adata, "train_label", **options).train(refit=False, smoothing=None)
+    # by hand: the split's model predicts every cell, each alpha smooths that, scored on the validation cells
+    codes = pd.Categorical(adata.obs["label"], categories=model.classes_).codes[model.validation_indices_]
+    adjacency = adata.obsp["spatial_connectivities"]
+    losses = {a: log_loss(_smoothed_by_hand(split.predict().to_numpy(), adjacency, a, SMOOTHING_STEPS)
+                          [model.validation_indices_], codes) for a in SMOOTHING_ALPHAS}
+    tried = model.metrics_["smoothing_tried"]
+    assert list(tried) == list(SMOOTHING_ALPHAS)
+    np.testing.assert_allclose([tried[a] for a in SMOOTHING_ALPHAS], [losses[a] for a in SMOOTHING_ALPHAS], rtol=1e-5)
+    assert model.smoothing_ == model.metrics_["smoothing"] == min(losses, key=losses.get) > 0
+    # the refitted model's predictions, smoothed with that alpha: the unsmoothed ones are the plain model's
+    expected = _smoothed_by_hand(plain.predict().to_numpy(), adjacency, model.smoothing_, SMOOTHING_STEPS)
+    np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=1e-5)
+    assert _hidden_accuracy(model, adata) > _hidden_accuracy(plain, adata) + 0.05  # regions: the neighbours help
+    assert plain.smoothing_ == 0.0 and "smoothing_tried" not in plain.metrics_
+    assert model.train_settings_["smoothing"] == "auto" and plain.train_settings_["smoothing"] is None
+    for key in ("val_loss", "val_accuracy", "val_macro_f1"):  # metrics_: those before smoothing
+        assert model.metrics_[key] == plain.metrics_[key]
+    pd.testing.assert_frame_equal(adata.obs, before.obs)
+    model.save(tmp_path / "smoothed")
+    loaded = sr.RefineAnnotator.load(tmp_path / "smoothed")
+    assert loaded.smoothing_ == model.smoothing_
+    pd.testing.assert_frame_equal(loaded.predict(adata), model.predict())
+    config = json.loads((tmp_path / "smoothed" / "config.json").read_text())
+    del config["smoothing"]  # saved before smoothing existed: none
+    (tmp_path / "smoothed" / "config.json").write_text(json.dumps(config))
+    pd.testing.assert_frame_equal(sr.RefineAnnotator.load(tmp_path / "smoothed").predict(adata), plain.predict())
+
+
+def test_smoothing_auto_leaves_cell_types_alone_and_baselines_unsmoothed():
+    adata = _cell_type_tissue()
+    options = {"rep_key": "X_rep", "hidden": None, "n_layers": 1}
+    model = sr.RefineAnnotator(adata, "train_label", **options).train(smoothing="auto")
+    assert model.smoothing_ == 0.0  # smoothing only blurs a label the neighbours do not share
+    assert model.metrics_["smoothing_tried"][0.0] == min(model.metrics_["smoothing_tried"].values())
+    plain = sr.RefineAnnotator(adata, "train_label", **options).train(smoothing=None)
+    pd.testing.assert_frame_equal(model.predict(), plain.predict())
+    # "auto" smooths REFINE only; a number smooths any strategy with a graph
+    regions = _region_tissue()
+    baseline = sr.RefineAnnotator(regions, "train_label", strategy="neighbor_logreg", n_layers=1)
+    assert baseline.train(smoothing="auto").smoothing_ == 0.0 and "smoothing" not in baseline.metrics_
+    unsmoothed = baseline.predict().to_numpy()
+    assert baseline.train(smoothing=0.5).smoothing_ == 0.5
+    np.testing.assert_allclose(baseline.predict().to_numpy(),
+                               _smoothed_by_hand(unsmoothed, regions.obsp["spatial_connectivities"], 0.5, 10), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "options", "message"),
+    [
+        ("refine", {"smoothing": 1.0}, "alpha in"),
+        ("refine", {"smoothing": -0.2}, "alpha in"),
+        ("refine", {"smoothing": True}, "alpha in"),
+        ("refine", {"smoothing": "Auto"}, "alpha in"),
+        ("logreg", {"smoothing": 0.5}, "does not read"),
+        ("linear_probe", {"smoothing": 0.3}, "does not read"),
+    ],
+)
+def test_smoothing_bad_values_are_refused(strategy, options, message):
+    adata = grid_tissue(side=8)
+    hide_labels(adata, 0.5)
+    with pytest.raises(ValueError, match=message):
+        sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", strategy=strategy).train(**options)
