@@ -110,9 +110,11 @@ class PeakSampler:
 #: benchmark encoder -> (annotator encoder, hidden). "linear": the linear SIGN residual, a logistic regression
 #: solved by L-BFGS (epochs unused); "auto": the package default, four SIGN fits weighted by ensemble selection
 ENCODER_OPTIONS = {"sign": ("sign", 64), "linear": ("sign", None), "auto": ("sign", "auto"), "sage": ("sage", 64),
-                   "auto_plain": ("sign", "auto")}
+                   "auto_plain": ("sign", "auto"), "auto_unsmoothed": ("sign", "auto")}
 #: ``train(self_training=...)`` of an encoder spec (default: the package default, ``"auto"``)
 SELF_TRAINING = {"auto_plain": None}
+#: ``train(smoothing=...)`` of an encoder spec (default: the package default)
+SMOOTHING = {"auto_unsmoothed": None}
 
 
 def run_one(
@@ -130,7 +132,8 @@ def run_one(
     encoder
         ``"sign"``, ``"sage"``, ``"linear"`` (SIGN with the linear residual, ``hidden=None``) or ``"auto"``
         (SIGN with ``hidden="auto"``: the network, the linear residual and its two one-block limits, weighted by
-        ensemble selection on validation; ``"auto_plain"``: the same without self-training).
+        ensemble selection on validation; ``"auto_plain"``: the same without self-training, ``"auto_unsmoothed"``
+        without the smoothing of the predictions over the graph).
     epochs
         Fixed number of training epochs (no early stopping).
     label_fraction, label_cap
@@ -207,8 +210,9 @@ def run_one(
     model = sr.RefineAnnotator(
         adata, "train_label", rep_key="X_rp", strategy="refine", encoder=annotator_encoder, n_layers=2, hidden=hidden
     )
+    smoothing = {"smoothing": SMOOTHING[encoder]} if encoder in SMOOTHING else {}
     model.train(max_epochs=epochs, patience=epochs, batch_size=batch_size, device=device, random_state=seed,
-                self_training=SELF_TRAINING.get(encoder, "auto"))
+                self_training=SELF_TRAINING.get(encoder, "auto"), **smoothing)
     mark("train", start)
 
     start = time.perf_counter()
@@ -240,6 +244,7 @@ def run_one(
         "n_pseudo_labelled": model.metrics_.get("n_pseudo_labelled", 0),
         "query_accuracy": round(float((predicted[query] == truth[query]).mean()), 4) if new_slice else None,
         "ensemble_weights": " ".join(f"{k}:{w:g}" for k, w in model.metrics_.get("ensemble_weights", {}).items()),
+        "smoothing": model.smoothing_,
     }
 
 
@@ -322,6 +327,11 @@ def write_results(rows: list[dict], info: dict, stem: str) -> None:
     if weights:
         lines += ["", "Ensemble weights of the `auto` runs: " + "; ".join(
             f"{r['n_cells']:,} cells: {r['ensemble_weights']}" for r in weights) + "."]
+    smoothed = [r for r in rows if r.get("smoothing") is not None and r["encoder"].startswith("auto")]
+    if smoothed:
+        lines += ["", "Smoothing of the predictions over the graph (`smoothing_`, 0: none; `auto_unsmoothed`: "
+                  "`train(smoothing=None)`): " + "; ".join(
+                      f"{r['n_cells']:,} cells {r['encoder']}: {r['smoothing']:g}" for r in smoothed) + "."]
     lines += [
         "",
         "Peak RSS per phase (GiB):",

@@ -146,7 +146,8 @@ def annotate(
     :func:`refine` (``obs[key_added]``, ``_confidence``, ``obsm[..._proba]``, ``uns[key_added]`` with the
     gene-overlap report); cells below ``confidence_threshold`` are labelled ``"Unknown"``.
 
-    The model is used as trained. To let REFINE also learn from the query's own cells, put the query slices in
+    The model's smoothing of its predictions (``model.smoothing_``, chosen in training) runs over the query's
+    graph. The model is used as trained. To let REFINE also learn from the query's own cells, put the query slices in
     the training AnnData instead, unlabelled, beside the reference (one graph per slice, ``library_key``) and
     call :func:`refine`: it self-trains on them (``train(self_training="auto")``).
 

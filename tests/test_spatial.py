@@ -107,7 +107,8 @@ def test_linear_refine_is_logistic_regression_on_the_hops_and_the_representation
     features = np.hstack([adata.X, (a / a.sum(1, keepdims=True)) @ adata.X, adata.obsm["X_rep"]])
     labelled = np.flatnonzero(adata.obs["train_label"].notna().to_numpy())
     for refit in (True, False):
-        model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1).train(refit=refit)
+        model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1)
+        model.train(refit=refit, smoothing=None)  # the smoothing of the predictions is tested on its own below
         assert model.history_ is None  # solved, not trained by gradient steps
         train, val = model.train_indices_, model.validation_indices_
         if refit:  # fitted again on every labelled cell, the validation cells included
@@ -210,7 +211,8 @@ def _halves_network(adata, val, random_state, monkeypatch, refit="linear"):
     for chooser, scored in (halves, halves[::-1]):
         monkeypatch.setattr(annotator_module, "_stratified_split", lambda *a, c=chooser, **k: (train_pos, val_pos[c]))
         network = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=64)
-        networks.append(network.train(max_epochs=40, random_state=random_state, refit=refit))
+        # unsmoothed: the probabilities ensemble selection reads
+        networks.append(network.train(max_epochs=40, random_state=random_state, refit=refit, smoothing=None))
         np.testing.assert_array_equal(network.validation_indices_, np.sort(val[chooser]))
         val_proba[scored] = network.predict().to_numpy()[val[scored]]
     monkeypatch.undo()
@@ -220,7 +222,8 @@ def _halves_network(adata, val, random_state, monkeypatch, refit="linear"):
 def test_auto_width_weights_refine_fits_by_ensemble_selection(tmp_path, monkeypatch):
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
-    auto = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
+    # unsmoothed predictions (the smoothing over the graph is tested on its own below)
+    auto = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40, smoothing=None)
     linear = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=None).train()
     networks, network_val = _halves_network(adata, auto.validation_indices_, 0, monkeypatch)
     tried = auto.metrics_["hidden_tried"]
@@ -328,7 +331,8 @@ def test_two_stage_selection_weighs_the_logistic_regressions_on_out_of_fold_prob
 def test_ensemble_members_saved_before_ensemble_selection_load_with_equal_weights(tmp_path):
     adata = grid_tissue(side=8)
     hide_labels(adata, 0.3)
-    pair = [sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=h).train(max_epochs=5)
+    pair = [sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=h).train(max_epochs=5,
+                                                                                               smoothing=None)
             for h in (None, 64)]
     saved = [model.save(tmp_path / str(i)) for i, model in enumerate(pair)]
     # a format-2 file of the averaged pair (before weights and inputs were stored)
