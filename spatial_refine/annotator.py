@@ -41,7 +41,7 @@ from .refine._validation import stratified_split as _stratified_split
 from .refine.ensemble import log_loss
 from .refine.estimator import _dict_class_weights
 from .refine.graph import GraphBatches
-from .refine.neighbors import neighbor_aggregate, smooth_probabilities
+from .refine.neighbors import neighbor_aggregate, smooth_probabilities, smooth_probabilities_grid
 
 __all__ = ["ENCODERS", "STRATEGIES", "RefineAnnotator"]
 
@@ -1117,10 +1117,8 @@ class RefineAnnotator:
         """The smoothing strength of :data:`SMOOTHING_ALPHAS` whose smoothing of ``proba`` (every cell) has the
         lowest log-loss on the validation cells (ties: the weaker), and each one's loss."""
         cells, codes = self.labelled_[val_pos], self.codes_[val_pos]
-        tried = {}
-        for alpha in SMOOTHING_ALPHAS:
-            smoothed = smooth_probabilities(proba, inputs.adjacency, alpha, SMOOTHING_STEPS)
-            tried[alpha] = log_loss(smoothed[cells], codes)
+        smoothed = smooth_probabilities_grid(proba, inputs.adjacency, SMOOTHING_ALPHAS, SMOOTHING_STEPS, rows=cells)
+        tried = {alpha: log_loss(rows, codes) for alpha, rows in zip(SMOOTHING_ALPHAS, smoothed, strict=True)}
         return min(tried, key=tried.get), tried
 
     def _member_proba(self, member: _Member, inputs: _Inputs, cells: np.ndarray, device: str) -> np.ndarray:

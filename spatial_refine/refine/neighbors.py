@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["mean_neighbor_operator", "neighbor_aggregate", "smooth_probabilities"]
+__all__ = ["mean_neighbor_operator", "neighbor_aggregate", "smooth_probabilities", "smooth_probabilities_grid"]
 
 
 def mean_neighbor_operator(adjacency: sp.spmatrix) -> sp.csr_matrix:
@@ -47,22 +47,34 @@ def smooth_probabilities(proba: np.ndarray, adjacency: sp.spmatrix, alpha: float
     rest from its neighbourhood, hop ``k`` weighing ``alpha ** k``. Rows stay probability vectors; ``alpha = 0``
     returns ``proba`` unchanged. Neighbouring cells often share a label (anatomical regions), and then the
     neighbours' predictions denoise a cell's own; where they do not (cell types), smoothing blurs them, so
-    ``alpha`` is to be chosen on validation data."""
-    if not 0.0 <= alpha < 1.0:
-        raise ValueError(f"alpha must be in [0, 1), got {alpha}.")
+    ``alpha`` is to be chosen on validation data (:func:`smooth_probabilities_grid`)."""
+    return smooth_probabilities_grid(proba, adjacency, (alpha,), steps)[0]
+
+
+def smooth_probabilities_grid(proba: np.ndarray, adjacency: sp.spmatrix, alphas, steps: int = 10,
+                              rows: np.ndarray | None = None) -> np.ndarray:
+    """:func:`smooth_probabilities` for each of ``alphas`` at once (one sparse product per step for all of them),
+    returned as ``(len(alphas), len(rows), n_classes)``: the rows ``rows`` (default every node) of each."""
+    alphas = np.asarray(alphas, dtype=np.float64).ravel()
+    if len(alphas) == 0 or not np.all((alphas >= 0.0) & (alphas < 1.0)):
+        raise ValueError(f"alpha must be in [0, 1), got {alphas.tolist()}.")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}.")
     proba = np.asarray(proba, dtype=np.float32)
     if proba.ndim != 2 or proba.shape[0] != adjacency.shape[0]:
         raise ValueError(f"proba must be (n_nodes, n_classes) with n_nodes = {adjacency.shape[0]}, got {proba.shape}.")
-    if alpha == 0.0 or steps == 0:
-        return proba.copy()
+    rows = np.arange(proba.shape[0]) if rows is None else np.asarray(rows)
+    n_classes = proba.shape[1]
+    if steps == 0 or not np.any(alphas > 0):
+        return np.repeat(proba[rows][None], len(alphas), axis=0)
     operator = mean_neighbor_operator(adjacency).astype(np.float32)
     isolated = np.flatnonzero(np.diff(operator.indptr) == 0)
     operator = operator + sp.csr_matrix((np.ones(len(isolated), dtype=np.float32), (isolated, isolated)),
                                         shape=operator.shape)
-    kept = (1.0 - alpha) * proba
-    smoothed = proba
+    # the columns of alpha i: i * n_classes ... (i + 1) * n_classes - 1; each factor rounded to float32 once
+    scale = np.repeat(alphas, n_classes).astype(np.float32)
+    kept = np.tile(proba, (1, len(alphas))) * np.repeat(1.0 - alphas, n_classes).astype(np.float32)
+    smoothed = np.tile(proba, (1, len(alphas)))
     for _ in range(steps):
-        smoothed = kept + alpha * (operator @ smoothed)
-    return smoothed
+        smoothed = kept + scale * (operator @ smoothed)
+    return smoothed[rows].reshape(len(rows), len(alphas), n_classes).transpose(1, 0, 2)
