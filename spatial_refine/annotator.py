@@ -567,8 +567,9 @@ class RefineAnnotator:
         ``None``: no smoothing. Self-training's pseudo-labels come from the unsmoothed predictions. On the spatial
         benchmark ``"auto"`` raised REFINE on osmFISH's anatomical regions by +0.010 to +0.023 macro-F1 at 100-1,000
         labels (+0.002 at 3,000; higher in all 16 settings of both seed sets) and left the cell types as they were
-        (``alpha = 0`` in 215 of 220 fits), for one more prediction of every cell by the split's models
-        (``benchmarks/results/diagnose_smoothing.md``). It is a generic step: the graph baselines smoothed the same
+        (``alpha = 0`` in 215 of 220 fits; ``benchmarks/results/diagnose_smoothing.md``), for one more prediction
+        of every cell by the split's models and the propagation: 1.54x the train time and 1.7x the predict time at
+        1M cells (``benchmarks/results/spatial_scale_smoothing.md``). It is a generic step: the graph baselines smoothed the same
         way gain as much (``diagnose_smoothing_baselines-osmfish-region.md``).
         """
         if self.adata is None:
