@@ -559,9 +559,8 @@ class RefineAnnotator:
         prediction and takes the rest from its neighbourhood, at every :meth:`predict` (on the graph of the
         AnnData predicted). Neighbouring cells that share a label (anatomical regions) then correct each other's
         errors; cell types, which neighbours do not share, blur. ``"auto"``: for ``strategy="refine"``
-        (:data:`SMOOTHING_AUTO_STRATEGIES`), ``alpha``
-        is chosen among :data:`SMOOTHING_ALPHAS` (0, none, included) by the validation log-loss of the split's
-        models' smoothed predictions, once the split has made its other choices (``smoothing_``;
+        (:data:`SMOOTHING_AUTO_STRATEGIES`), ``alpha`` is chosen among :data:`SMOOTHING_ALPHAS` (0, none, included)
+        by the validation log-loss of the split's models' smoothed predictions, once the split has made its other choices (``smoothing_``;
         ``metrics_["smoothing_tried"]`` the loss of each; the other ``metrics_`` are those before smoothing);
         nothing for the other strategies. A number in [0, 1): that ``alpha`` (strategies with a graph).
         ``None``: no smoothing. Self-training's pseudo-labels come from the unsmoothed predictions. On the spatial
@@ -569,8 +568,8 @@ class RefineAnnotator:
         labels (+0.002 at 3,000; higher in all 16 settings of both seed sets) and left the cell types as they were
         (``alpha = 0`` in 215 of 220 fits; ``benchmarks/results/diagnose_smoothing.md``), for one more prediction
         of every cell by the split's models and the propagation: 1.54x the train time and 1.7x the predict time at
-        1M cells (``benchmarks/results/spatial_scale_smoothing.md``). It is a generic step: the graph baselines smoothed the same
-        way gain as much (``diagnose_smoothing_baselines-osmfish-region.md``).
+        1M cells (``benchmarks/results/spatial_scale_smoothing.md``). It is a generic step: the graph baselines
+        smoothed the same way gain as much (``diagnose_smoothing_baselines-osmfish-region.md``).
         """
         if self.adata is None:
             raise RuntimeError(
