@@ -113,7 +113,7 @@ ENCODER_OPTIONS = {"sign": ("sign", 64), "linear": ("sign", None), "auto": ("sig
                    "auto_plain": ("sign", "auto"), "auto_unsmoothed": ("sign", "auto")}
 #: ``train(self_training=...)`` of an encoder spec (default: the package default, ``"auto"``)
 SELF_TRAINING = {"auto_plain": None}
-#: ``train(smoothing=...)`` of an encoder spec (default: the package default)
+#: ``train(smoothing=...)`` of an encoder spec (default: the package default, ``"auto"``)
 SMOOTHING = {"auto_unsmoothed": None}
 
 
@@ -210,9 +210,8 @@ def run_one(
     model = sr.RefineAnnotator(
         adata, "train_label", rep_key="X_rp", strategy="refine", encoder=annotator_encoder, n_layers=2, hidden=hidden
     )
-    smoothing = {"smoothing": SMOOTHING[encoder]} if encoder in SMOOTHING else {}
     model.train(max_epochs=epochs, patience=epochs, batch_size=batch_size, device=device, random_state=seed,
-                self_training=SELF_TRAINING.get(encoder, "auto"), **smoothing)
+                self_training=SELF_TRAINING.get(encoder, "auto"), smoothing=SMOOTHING.get(encoder, "auto"))
     mark("train", start)
 
     start = time.perf_counter()

@@ -63,10 +63,13 @@ def smooth_probabilities_grid(proba: np.ndarray, adjacency: sp.spmatrix, alphas,
     proba = np.asarray(proba, dtype=np.float32)
     if proba.ndim != 2 or proba.shape[0] != adjacency.shape[0]:
         raise ValueError(f"proba must be (n_nodes, n_classes) with n_nodes = {adjacency.shape[0]}, got {proba.shape}.")
-    rows = np.arange(proba.shape[0]) if rows is None else np.asarray(rows)
     n_classes = proba.shape[1]
+
+    def picked(matrix: np.ndarray) -> np.ndarray:  # every row as it is (no copy), or those asked for
+        return matrix if rows is None else matrix[np.asarray(rows)]
+
     if steps == 0 or not np.any(alphas > 0):
-        return np.repeat(proba[rows][None], len(alphas), axis=0)
+        return np.repeat(picked(proba)[None], len(alphas), axis=0)
     operator = mean_neighbor_operator(adjacency).astype(np.float32)
     isolated = np.flatnonzero(np.diff(operator.indptr) == 0)
     operator = operator + sp.csr_matrix((np.ones(len(isolated), dtype=np.float32), (isolated, isolated)),
@@ -77,4 +80,5 @@ def smooth_probabilities_grid(proba: np.ndarray, adjacency: sp.spmatrix, alphas,
     smoothed = np.tile(proba, (1, len(alphas)))
     for _ in range(steps):
         smoothed = kept + scale * (operator @ smoothed)
-    return smoothed[rows].reshape(len(rows), len(alphas), n_classes).transpose(1, 0, 2)
+    smoothed = picked(smoothed)
+    return smoothed.reshape(len(smoothed), len(alphas), n_classes).transpose(1, 0, 2)
