@@ -93,6 +93,7 @@ def run_refine_variant(task: str, ns: list[int], reps: list[str], seeds: list[in
                              "accuracy": accuracy_score(y_true, y_pred),
                              "weights": str(model.metrics_.get("ensemble_weights")),
                              "smoothing": model.smoothing_,
+                             "penalty": str(model.metrics_.get("penalty")),
                              "seconds": time.perf_counter() - start})
                 print(rows[-1], flush=True)
     finally:

@@ -21,6 +21,18 @@ from spatial_refine.refine.neighbors import neighbor_aggregate
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def plain_linear_head(monkeypatch, scales: tuple[float, ...] | None = (1.0,)) -> None:
+    """REFINE's linear members as scikit-learn's logistic regression with its default penalty (C = 1), no
+    temperature on the logits and the representation's scales ``scales`` (``None``: the package's): what the
+    independent fits of a test compute (the penalty's choice and the temperature are tested on their own)."""
+    import spatial_refine.annotator as annotator_module
+
+    if scales is not None:
+        monkeypatch.setattr(annotator_module, "REP_SCALES", scales)
+    monkeypatch.setattr(annotator_module, "LINEAR_CS", (1.0,))
+    monkeypatch.setattr(annotator_module, "LINEAR_TEMPERATURE", False)
+
+
 def grid_tissue(side: int = 24, n_genes: int = 6, seed: int = 0) -> ad.AnnData:
     """A side x side grid of cells. Each cell has a random type (A or B) written in its gene 0. The label
     is whether most of its 4 grid neighbours are of type A: a function of the neighbours only, not of
@@ -96,10 +108,9 @@ def test_linear_refine_is_logistic_regression_on_the_hops_and_the_representation
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    import spatial_refine.annotator as annotator_module
 
     # one L2 penalty on both blocks (the choice of the representation's scale is tested on its own below)
-    monkeypatch.setattr(annotator_module, "REP_SCALES", (1.0,))
+    plain_linear_head(monkeypatch)
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
     # by hand: the mean over the 4-neighbourhood with a dense matrix, then the frozen representation
@@ -222,6 +233,7 @@ def _halves_network(adata, val, random_state, monkeypatch, refit="linear"):
 def test_auto_width_weights_refine_fits_by_ensemble_selection(tmp_path, monkeypatch):
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
+    plain_linear_head(monkeypatch, None)  # the one-block regressions as the plain ones rebuilt below
     # unsmoothed predictions (the smoothing over the graph is tested on its own below)
     auto = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40, smoothing=None)
     linear = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1, hidden=None).train()
@@ -293,7 +305,7 @@ def test_two_stage_selection_weighs_the_logistic_regressions_on_out_of_fold_prob
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.6)  # here the two rules weigh the same fits differently
     plain_head = (1.0,)  # one L2 penalty on REFINE's linear head, as the independent fits below
-    monkeypatch.setattr(annotator_module, "REP_SCALES", plain_head)
+    plain_linear_head(monkeypatch, plain_head)
     split_only = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
     monkeypatch.setattr(annotator_module, "CV_LINEAR_SELECTION", True)
     two_stage = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40)
@@ -322,7 +334,7 @@ def test_two_stage_selection_weighs_the_logistic_regressions_on_out_of_fold_prob
     assert two_stage.metrics_["ensemble_weights"] == pytest.approx({n: w for n, w in expected.items() if w > 0})
     assert two_stage.metrics_["ensemble_weights"] != pytest.approx(split_only.metrics_["ensemble_weights"])
     # without cross-validation (depth_folds=None) there are no out-of-fold probabilities: one stage, as by default
-    monkeypatch.setattr(annotator_module, "REP_SCALES", plain_head)
+    plain_linear_head(monkeypatch, plain_head)
     monkeypatch.setattr(annotator_module, "CV_LINEAR_SELECTION", True)
     no_cv = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=40, depth_folds=None)
     assert no_cv.metrics_["ensemble_weights"] == pytest.approx(split_only.metrics_["ensemble_weights"])
@@ -592,9 +604,8 @@ def _pseudo_labels_by_hand(proba: np.ndarray, classes, fraction: float) -> pd.Se
 
 
 def test_self_training_refits_on_the_most_confident_unlabelled_cells(monkeypatch, tmp_path):
-    import spatial_refine.annotator as annotator_module
 
-    monkeypatch.setattr(annotator_module, "REP_SCALES", (1.0,))
+    plain_linear_head(monkeypatch)
     adata = grid_tissue(side=14)
     hide_labels(adata, 0.7)
     before = adata.copy()
@@ -847,7 +858,6 @@ def test_linear_refine_chooses_the_representation_scale(monkeypatch, tmp_path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    import spatial_refine.annotator as annotator_module
 
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
@@ -857,7 +867,7 @@ def test_linear_refine_chooses_the_representation_scale(monkeypatch, tmp_path):
     assert list(default.metrics_["rep_scale_tried"]) == [0.25, 0.5, 1.0, 2.0, 4.0]
     assert annotated.uns["refine"]["metrics"]["rep_scale"] == default.metrics_["rep_scale"]
     scales = (0.25, 1.0, 3.0)
-    monkeypatch.setattr(annotator_module, "REP_SCALES", scales)
+    plain_linear_head(monkeypatch, scales)
     # independently: [x, P x, rep] standardised, the representation's columns times s, scikit-learn's logistic
     # regression with the default weights; cross-validated on the same folds, then refitted on every label
     a = adata.obsp["spatial_connectivities"].toarray()
@@ -906,6 +916,93 @@ def test_linear_refine_chooses_the_representation_scale(monkeypatch, tmp_path):
     # models whose input has no representation block choose no scale
     gnn = sr.RefineAnnotator(adata, "train_label", strategy="gnn", hidden=None, n_layers=1).train(random_state=3)
     assert "rep_scale_tried" not in gnn.metrics_
+
+
+def test_temperature_scale_minimises_the_log_loss_of_the_scaled_logits():
+    from scipy.special import softmax
+    from sklearn.metrics import log_loss
+
+    from spatial_refine.annotator import _temperature_scale
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1.5, size=(20_000, 4))
+    proba = softmax(logits, axis=1)
+    # labels drawn from softmax(2 z): the probabilities softmax(z) are too unsure by a factor 2 on the logits;
+    # drawn from softmax(z): calibrated already, the factor is 1 (up to sampling)
+    for truth_factor in (2.0, 1.0, 0.5):
+        truth = softmax(truth_factor * logits, axis=1)
+        codes = (rng.random((len(truth), 1)) > truth.cumsum(1)).sum(1)
+        factor = _temperature_scale(proba.astype(np.float32), codes)
+        assert factor == pytest.approx(truth_factor, rel=0.05)
+        # and the minimum by brute force over a fine grid of factors
+        grid = np.exp(np.linspace(np.log(0.1), np.log(20), 2001))
+        losses = [log_loss(codes, softmax(g * np.log(proba), axis=1), labels=range(4)) for g in grid]
+        assert factor == pytest.approx(grid[int(np.argmin(losses))], rel=0.01)
+
+
+def test_linear_refine_chooses_its_penalty_by_macro_f1_and_scales_its_logits(monkeypatch, tmp_path):
+    from scipy.optimize import minimize_scalar
+    from scipy.special import softmax
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score, log_loss
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import spatial_refine.annotator as annotator_module
+
+    adata = grid_tissue(side=12)
+    hide_labels(adata, 0.8)  # 38 labels: a stronger penalty than C = 1 wins
+    # by default REFINE's linear members try five penalties each (reported per member)
+    default = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", n_layers=1).train(max_epochs=5)
+    assert set(default.metrics_["penalty"]) == {"linear", "linear[hops]", "linear[rep]"}
+    assert list(default.metrics_["penalty_tried"]["linear[hops]"]) == [0.01, 0.03, 0.1, 0.3, 1.0]
+    penalties = (0.01, 0.1, 0.3, 1.0)
+    monkeypatch.setattr(annotator_module, "REP_SCALES", (1.0,))
+    monkeypatch.setattr(annotator_module, "LINEAR_CS", penalties)
+    # independently: [x, P x, rep] standardised, scikit-learn's logistic regression at each C with the default
+    # weights, cross-validated on the same folds; the C of highest out-of-fold macro-F1 (ties: the larger)
+    a = adata.obsp["spatial_connectivities"].toarray()
+    features = np.hstack([adata.X, (a / a.sum(1, keepdims=True)) @ adata.X, adata.obsm["X_rep"]])
+    labelled = np.flatnonzero(adata.obs["train_label"].notna())
+    classes = np.array(sorted(adata.obs["train_label"].dropna().unique()))
+    codes = np.searchsorted(classes, adata.obs["label"].to_numpy())
+    by_code = {c: w for c, w in enumerate(_effective_weights(adata.obs["train_label"])[k] for k in classes)}
+
+    def head(c):
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000, class_weight=by_code))
+
+    model = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1)
+    model.train(depth_folds=4, random_state=3, smoothing=None)
+    folds = StratifiedKFold(4, shuffle=True, random_state=3)
+    oof = {c: cross_val_predict(head(c), features[labelled], codes[labelled], cv=folds, method="predict_proba")
+           for c in penalties}
+    scores = {c: f1_score(codes[labelled], p.argmax(1), average="macro") for c, p in oof.items()}
+    assert model.metrics_["penalty_tried"]["linear"] == pytest.approx(scores, abs=1e-6)
+    chosen = max(sorted(penalties, reverse=True), key=scores.get)
+    assert model.metrics_["penalty"] == {"linear": chosen}
+    assert chosen == 0.3 and scores[0.1] == scores[0.3]  # a tie, to the larger C; and not the default C = 1
+    # the logits' factor minimises the out-of-fold log-loss at that C; refitted on every label, logits times it
+    log_oof = np.log(oof[chosen])
+    factor = np.exp(minimize_scalar(lambda t: log_loss(codes[labelled], softmax(np.exp(t) * log_oof, axis=1)),
+                                    bounds=(-3, 3), method="bounded").x)
+    assert factor > 1.1  # the penalised head is too unsure: scaling moves its probabilities
+    fitted = head(chosen).fit(features[labelled], codes[labelled])
+    expected = softmax(factor * fitted.decision_function(features)[:, None] * np.array([-0.5, 0.5]), axis=1) \
+        if len(classes) == 2 else softmax(factor * fitted.decision_function(features), axis=1)
+    np.testing.assert_allclose(model.predict().to_numpy(), expected, atol=2e-3)
+    assert not np.allclose(model.predict().to_numpy(), fitted.predict_proba(features), atol=2e-2)
+    # both are folded into the saved weights: the loaded model predicts the same
+    loaded = sr.RefineAnnotator.load(model.save(tmp_path / "penalised"))
+    pd.testing.assert_frame_equal(loaded.predict(adata), model.predict())
+    # without cross-validation the head keeps C = 1 and its logits; the baselines never choose
+    split = sr.RefineAnnotator(adata, "train_label", rep_key="X_rep", hidden=None, n_layers=1)
+    split.train(depth_folds=None, random_state=3, smoothing=None)
+    assert "penalty" not in split.metrics_
+    np.testing.assert_allclose(split.predict().to_numpy(), head(1.0).fit(features[labelled], codes[labelled])
+                               .predict_proba(features), atol=1e-4)
+    logreg = sr.RefineAnnotator(adata, "train_label", strategy="logreg").train(random_state=3)
+    assert "penalty" not in logreg.metrics_
 
 
 def test_depth_folds_auto_cross_validates_small_label_sets_only(monkeypatch):
