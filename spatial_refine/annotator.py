@@ -103,15 +103,16 @@ CV_LINEAR_SELECTION = False
 #: falls below the better of GNN and probe by more than two SE on seeds 5-9 (before: 2 of 30);
 #: ``benchmarks/results/diagnose_rep_scale.md``
 REP_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
-#: inverse L2 penalties ``C`` (scikit-learn's) tried by the linear residual (REFINE's linear head and its limits on
+#: inverse L2 penalties ``C`` (scikit-learn's) tried by REFINE's linear residual (its linear head and that head on
 #: either block) once its depth and scale are chosen, when they are chosen by cross-validation (``depth_folds``):
 #: the one whose out-of-fold predictions have the highest macro-F1 (ties: the larger ``C``) is refitted; without
 #: cross-validation ``C = 1``. Macro-F1, not the log-loss: a stronger penalty makes the probabilities less sure
-#: (higher log-loss, so the log-loss keeps ``C = 1``) while ranking rare classes better (higher macro-F1, what
-#: annotation is judged by); with :data:`LINEAR_TEMPERATURE`. On the spatial benchmark the two raised REFINE's
+#: (higher log-loss, which kept ``C = 1`` in half the settings of ``diagnose_logreg_penalty.md``) while ranking rare
+#: classes better (higher macro-F1, what annotation is judged by); with :data:`LINEAR_TEMPERATURE`. On the spatial benchmark the two raised REFINE's
 #: macro-F1 by +0.0036 (seeds 0-4) and +0.0043 (seeds 5-9) on average over 30 settings (higher by more than 0.002
 #: in 17 and 16, lower in 4 and 5), +0.0047 / +0.0065 on the cell types and +0.0007 / -0.0017 on osmFISH's regions
-#: (``benchmarks/results/diagnose_linear_penalty.md``). ``(1.0,)``: scikit-learn's default (REFINE's before
+#: (``benchmarks/results/diagnose_linear_penalty.md``), for 1.13-1.44x REFINE's train time with 1,000-10,000 labelled
+#: cells (``linear_penalty_cost.md``). ``(1.0,)``: scikit-learn's default (REFINE's before
 #: 2026-12-04); the baselines ``logreg`` and ``neighbor_logreg`` keep it, as their users write them
 LINEAR_CS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
 #: whether the linear residual's logits are multiplied by the factor that minimises the log-loss of its
