@@ -108,7 +108,6 @@ def test_linear_refine_is_logistic_regression_on_the_hops_and_the_representation
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-
     # one L2 penalty on both blocks (the choice of the representation's scale is tested on its own below)
     plain_linear_head(monkeypatch)
     adata = grid_tissue(side=12)
@@ -604,7 +603,6 @@ def _pseudo_labels_by_hand(proba: np.ndarray, classes, fraction: float) -> pd.Se
 
 
 def test_self_training_refits_on_the_most_confident_unlabelled_cells(monkeypatch, tmp_path):
-
     plain_linear_head(monkeypatch)
     adata = grid_tissue(side=14)
     hide_labels(adata, 0.7)
@@ -857,7 +855,6 @@ def test_linear_refine_chooses_the_representation_scale(monkeypatch, tmp_path):
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
-
 
     adata = grid_tissue(side=12)
     hide_labels(adata, 0.3)
