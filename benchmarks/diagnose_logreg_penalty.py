@@ -63,7 +63,8 @@ def run(task: str) -> pd.DataFrame:
             oof = np.zeros((len(labelled), len(classes)))
             for fit_rows, held_rows in folds:
                 scaler, model = _fit(x_ref[labelled[fit_rows]], codes[fit_rows], c, weights)
-                oof[np.ix_(held_rows, model.classes_)] = model.predict_proba(scaler.transform(x_ref[labelled[held_rows]]))
+                held = scaler.transform(x_ref[labelled[held_rows]])
+                oof[np.ix_(held_rows, model.classes_)] = model.predict_proba(held)
             oof = np.clip(oof, 1e-12, 1)
             labels = range(len(classes))
             scores[c] = {"log_loss": log_loss(codes, oof, labels=labels),

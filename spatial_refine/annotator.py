@@ -108,12 +108,13 @@ REP_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: the one whose out-of-fold predictions have the highest macro-F1 (ties: the larger ``C``) is refitted; without
 #: cross-validation ``C = 1``. Macro-F1, not the log-loss: a stronger penalty makes the probabilities less sure
 #: (higher log-loss, which kept ``C = 1`` in half the settings of ``diagnose_logreg_penalty.md``) while ranking rare
-#: classes better (higher macro-F1, what annotation is judged by); with :data:`LINEAR_TEMPERATURE`. On the spatial benchmark the two raised REFINE's
-#: macro-F1 by +0.0036 (seeds 0-4) and +0.0043 (seeds 5-9) on average over 30 settings (higher by more than 0.002
-#: in 17 and 16, lower in 4 and 5), +0.0047 / +0.0065 on the cell types and +0.0007 / -0.0017 on osmFISH's regions
-#: (``benchmarks/results/diagnose_linear_penalty.md``), for 1.13-1.44x REFINE's train time with 1,000-10,000 labelled
-#: cells (``linear_penalty_cost.md``). ``(1.0,)``: scikit-learn's default (REFINE's before
-#: 2026-12-04); the baselines ``logreg`` and ``neighbor_logreg`` keep it, as their users write them
+#: classes better (higher macro-F1, what annotation is judged by); with :data:`LINEAR_TEMPERATURE`. On the spatial
+#: benchmark the two raised REFINE's macro-F1 by +0.0036 (seeds 0-4) and +0.0043 (seeds 5-9) on average over 30
+#: settings (higher by more than 0.002 in 17 and 16, lower in 4 and 5), +0.0047 / +0.0065 on the cell types and
+#: +0.0007 / -0.0017 on osmFISH's regions (``benchmarks/results/diagnose_linear_penalty.md``), for 1.13-1.44x
+#: REFINE's train time with 1,000-10,000 labelled cells (``linear_penalty_cost.md``). ``(1.0,)``: scikit-learn's
+#: default (REFINE's before 2026-12-04); the baselines ``logreg`` and ``neighbor_logreg`` keep it, as their users
+#: write them
 LINEAR_CS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
 #: whether the linear residual's logits are multiplied by the factor that minimises the log-loss of its
 #: out-of-fold probabilities (temperature scaling, Guo et al. 2017), when it is chosen by cross-validation: the
@@ -133,8 +134,9 @@ SELF_TRAINING_FRACTION = 0.5
 #: at most this many pseudo-labelled cells (self-training), each predicted class keeping its share: the refit's
 #: cost stays bounded on large data
 SELF_TRAINING_MAX_CELLS = 20_000
-#: ``train(smoothing="auto")``, REFINE's default: the strengths ``alpha`` of the smoothing of the predicted probabilities
-#: over the spatial graph tried on the validation cells (0: none; :func:`~spatial_refine.refine.neighbors.smooth_probabilities`).
+#: ``train(smoothing="auto")``, REFINE's default: the strengths ``alpha`` of the smoothing of the predicted
+#: probabilities over the spatial graph tried on the validation cells (0: none;
+#: :func:`~spatial_refine.refine.neighbors.smooth_probabilities`).
 #: On the spatial benchmark it raised REFINE on osmFISH's anatomical regions in every setting of both seed sets
 #: (+0.010 to +0.023 macro-F1 at 100-1,000 labels, +0.002 at 3,000) and chose 0 in 215 of 220 cell-type fits (the
 #: others moved by under +0.003); ``benchmarks/results/diagnose_smoothing.md``
@@ -597,8 +599,9 @@ class RefineAnnotator:
         AnnData predicted). Neighbouring cells that share a label (anatomical regions) then correct each other's
         errors; cell types, which neighbours do not share, blur. ``"auto"``: for ``strategy="refine"``
         (:data:`SMOOTHING_AUTO_STRATEGIES`), ``alpha`` is chosen among :data:`SMOOTHING_ALPHAS` (0, none, included)
-        by the validation log-loss of the split's models' smoothed predictions, once the split has made its other choices (``smoothing_``;
-        ``metrics_["smoothing_tried"]`` the loss of each; the other ``metrics_`` are those before smoothing);
+        by the validation log-loss of the split's models' smoothed predictions, once the split has made its other
+        choices (``smoothing_``; ``metrics_["smoothing_tried"]`` the loss of each; the other ``metrics_`` are those
+        before smoothing);
         nothing for the other strategies. A number in [0, 1): that ``alpha`` (strategies with a graph).
         ``None``: no smoothing. Self-training's pseudo-labels come from the unsmoothed predictions. On the spatial
         benchmark ``"auto"`` raised REFINE on osmFISH's anatomical regions by +0.010 to +0.023 macro-F1 at 100-1,000
